@@ -1,0 +1,144 @@
+//! Command-line interface: the only module that knows clap. Parses arguments and dispatches to [`crate::commands`].
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::commands::{self, Exit, Globals};
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success; with --detailed-exitcode: no changes
+  1  error (invalid input, AWS error, a station that failed or needs attention)
+  2  with --detailed-exitcode: success, and there are changes (drift)";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "provision",
+    version,
+    about = "Infrastructure as code for AWS IoT Core fleets: things, certificates and least-privilege policies from stations.yaml",
+    after_help = EXIT_CODES
+)]
+struct Cli {
+    #[command(flatten)]
+    globals: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Args)]
+struct GlobalArgs {
+    /// The fleet file.
+    #[arg(
+        short = 'f',
+        long = "file",
+        global = true,
+        default_value = "stations.yaml",
+        env = "PROVISION_FILE"
+    )]
+    file: PathBuf,
+    /// AWS profile (from ~/.aws/config and ~/.aws/credentials).
+    #[arg(long, global = true, env = "AWS_PROFILE")]
+    profile: Option<String>,
+    /// AWS region (overrides the environment; must agree with `region:` in the fleet file).
+    #[arg(long, global = true)]
+    region: Option<String>,
+    /// No colours (also when NO_COLOR is set or stdout is not a terminal).
+    #[arg(long, global = true)]
+    no_color: bool,
+    /// Only errors on stderr.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    /// More logging on stderr (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check the fleet file and render every policy, offline: no AWS call.
+    Validate,
+    /// Show what apply would change in the account.
+    #[command(after_help = EXIT_CODES)]
+    Plan(PlanArgs),
+    /// Make the account match the fleet file.
+    #[command(after_help = EXIT_CODES)]
+    Apply(ApplyArgs),
+}
+
+#[derive(Debug, Args)]
+struct ReadArgs {
+    /// Identities read or changed at once (API rates are paced separately).
+    #[arg(long, default_value_t = 32)]
+    parallelism: usize,
+    /// Issue a new certificate for a station whose private key is missing locally,
+    /// deactivating the old one (off: such a station is reported as an error).
+    #[arg(long)]
+    replace_missing_keys: bool,
+    /// Print API calls per API and the time floor they imply (stderr).
+    #[arg(long)]
+    stats: bool,
+}
+
+#[derive(Debug, Args)]
+struct PlanArgs {
+    #[command(flatten)]
+    read: ReadArgs,
+    /// Print the plan as JSON (docs/plan-format.md).
+    #[arg(long)]
+    json: bool,
+    /// Exit 2 when there are changes, 0 when none, 1 on error.
+    #[arg(long)]
+    detailed_exitcode: bool,
+}
+
+#[derive(Debug, Args)]
+struct ApplyArgs {
+    #[command(flatten)]
+    read: ReadArgs,
+    /// Apply without asking for confirmation.
+    #[arg(long)]
+    auto_approve: bool,
+    /// Print the plan and the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Parse the command line and run the command.
+pub fn run() -> anyhow::Result<Exit> {
+    let cli = Cli::parse();
+    let g = cli.globals;
+    let globals = Globals {
+        file: g.file,
+        profile: g.profile,
+        region: g.region,
+        color: !g.no_color && std::env::var_os("NO_COLOR").is_none(),
+        quiet: g.quiet,
+        verbose: g.verbose,
+    };
+    commands::init_logging(&globals);
+    let read = |r: ReadArgs| commands::ReadOptions {
+        parallelism: r.parallelism,
+        replace_missing_keys: r.replace_missing_keys,
+        stats: r.stats,
+    };
+    match cli.command {
+        Command::Validate => commands::validate::run(&globals),
+        Command::Plan(a) => commands::plan::run(
+            &globals,
+            &commands::plan::PlanOptions {
+                read: read(a.read),
+                json: a.json,
+                detailed_exitcode: a.detailed_exitcode,
+            },
+        ),
+        Command::Apply(a) => commands::apply::run(
+            &globals,
+            &commands::apply::ApplyOptions {
+                read: read(a.read),
+                auto_approve: a.auto_approve,
+                json: a.json,
+            },
+        ),
+    }
+}

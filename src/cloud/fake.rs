@@ -1,0 +1,422 @@
+//! An in-memory AWS IoT account implementing [`Cloud`], for fast tests of the diff and apply engines.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use super::{
+    Account, CertStatus, Certificate, Cloud, CloudError, NewCertificate, PolicyDocument,
+    PolicyVersion, Result, Secret, Thing,
+};
+
+#[derive(Debug, Clone)]
+struct Version {
+    id: u32,
+    document: String,
+    created: i64,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Policy {
+    versions: Vec<Version>,
+    default: u32,
+    next: u32,
+}
+
+/// The account's state; public so tests can arrange drift directly.
+#[derive(Debug, Default)]
+pub struct FakeState {
+    pub things: BTreeMap<String, Thing>,
+    pub thing_principals: HashMap<String, Vec<String>>,
+    pub certificates: BTreeMap<String, Certificate>,
+    policies: BTreeMap<String, Policy>,
+    pub attached: HashMap<String, Vec<String>>,
+    /// Every call made, by API name, in order.
+    pub calls: Vec<String>,
+    clock: i64,
+}
+
+/// An in-memory account.
+#[derive(Default)]
+pub struct FakeCloud {
+    pub state: Mutex<FakeState>,
+}
+
+const ACCOUNT: &str = "123456789012";
+const REGION: &str = "cn-northwest-1";
+
+fn api_err(operation: &'static str, code: &str, message: String) -> CloudError {
+    CloudError::Api {
+        operation,
+        code: code.into(),
+        message,
+    }
+}
+
+impl FakeCloud {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn with<T>(&self, api: &'static str, f: impl FnOnce(&mut FakeState) -> Result<T>) -> Result<T> {
+        let mut s = self.state.lock().expect("fake lock");
+        s.calls.push(api.to_string());
+        s.clock += 1;
+        f(&mut s)
+    }
+
+    /// Replace a policy's default document out of band (as an operator in the console would).
+    pub fn edit_policy(&self, name: &str, document: &str) {
+        let mut s = self.state.lock().unwrap();
+        s.clock += 1;
+        let clock = s.clock;
+        let p = s.policies.get_mut(name).expect("policy exists");
+        p.next += 1;
+        let id = p.next;
+        p.versions.push(Version {
+            id,
+            document: document.into(),
+            created: clock,
+        });
+        p.default = id;
+    }
+
+    pub fn policy_version_count(&self, name: &str) -> usize {
+        self.state.lock().unwrap().policies[name].versions.len()
+    }
+
+    pub fn default_document(&self, name: &str) -> Option<String> {
+        let s = self.state.lock().unwrap();
+        let p = s.policies.get(name)?;
+        p.versions
+            .iter()
+            .find(|v| v.id == p.default)
+            .map(|v| v.document.clone())
+    }
+
+    pub fn delete_policy_out_of_band(&self, name: &str) {
+        let mut s = self.state.lock().unwrap();
+        s.policies.remove(name);
+        for list in s.attached.values_mut() {
+            list.retain(|p| p != name);
+        }
+    }
+
+    pub fn calls(&self) -> Vec<String> {
+        self.state.lock().unwrap().calls.clone()
+    }
+}
+
+impl Cloud for FakeCloud {
+    async fn account(&self) -> Result<Account> {
+        self.with("GetCallerIdentity", |_| {
+            Ok(Account {
+                account_id: ACCOUNT.into(),
+                region: REGION.into(),
+            })
+        })
+    }
+
+    async fn list_things_with_attribute(&self, attribute: &str, value: &str) -> Result<Vec<Thing>> {
+        self.with("ListThings", |s| {
+            Ok(s.things
+                .values()
+                .filter(|t| t.attributes.get(attribute).map(String::as_str) == Some(value))
+                .cloned()
+                .collect())
+        })
+    }
+
+    async fn describe_thing(&self, name: &str) -> Result<Option<Thing>> {
+        self.with("DescribeThing", |s| Ok(s.things.get(name).cloned()))
+    }
+
+    async fn list_certificates(&self) -> Result<Vec<Certificate>> {
+        self.with("ListCertificates", |s| {
+            Ok(s.certificates.values().cloned().collect())
+        })
+    }
+
+    async fn list_policies(&self) -> Result<Vec<String>> {
+        self.with("ListPolicies", |s| Ok(s.policies.keys().cloned().collect()))
+    }
+
+    async fn list_thing_principals(&self, thing: &str) -> Result<Vec<String>> {
+        self.with("ListThingPrincipals", |s| {
+            if !s.things.contains_key(thing) {
+                return Err(api_err(
+                    "ListThingPrincipals",
+                    "ResourceNotFoundException",
+                    format!("thing {thing} not found"),
+                ));
+            }
+            Ok(s.thing_principals.get(thing).cloned().unwrap_or_default())
+        })
+    }
+
+    async fn list_attached_policies(&self, principal_arn: &str) -> Result<Vec<String>> {
+        self.with("ListAttachedPolicies", |s| {
+            Ok(s.attached.get(principal_arn).cloned().unwrap_or_default())
+        })
+    }
+
+    async fn get_policy(&self, name: &str) -> Result<Option<PolicyDocument>> {
+        self.with("GetPolicy", |s| {
+            Ok(s.policies.get(name).map(|p| {
+                let v = p
+                    .versions
+                    .iter()
+                    .find(|v| v.id == p.default)
+                    .expect("default exists");
+                PolicyDocument {
+                    document: v.document.clone(),
+                    default_version_id: v.id.to_string(),
+                }
+            }))
+        })
+    }
+
+    async fn list_policy_versions(&self, name: &str) -> Result<Vec<PolicyVersion>> {
+        self.with("ListPolicyVersions", |s| {
+            let p = s.policies.get(name).ok_or_else(|| {
+                api_err(
+                    "ListPolicyVersions",
+                    "ResourceNotFoundException",
+                    format!("policy {name} not found"),
+                )
+            })?;
+            Ok(p.versions
+                .iter()
+                .map(|v| PolicyVersion {
+                    version_id: v.id.to_string(),
+                    is_default: v.id == p.default,
+                    created: v.created,
+                })
+                .collect())
+        })
+    }
+
+    async fn create_thing(&self, name: &str, attributes: &BTreeMap<String, String>) -> Result<()> {
+        self.with("CreateThing", |s| {
+            if let Some(t) = s.things.get(name) {
+                if &t.attributes != attributes {
+                    return Err(api_err(
+                        "CreateThing",
+                        "ResourceAlreadyExistsException",
+                        format!("thing {name} already exists with different attributes"),
+                    ));
+                }
+                return Ok(());
+            }
+            s.things.insert(
+                name.into(),
+                Thing {
+                    name: name.into(),
+                    attributes: attributes.clone(),
+                },
+            );
+            Ok(())
+        })
+    }
+
+    async fn set_thing_attributes(
+        &self,
+        name: &str,
+        attributes: &BTreeMap<String, String>,
+        _remove: &[String],
+    ) -> Result<()> {
+        self.with("UpdateThing", |s| {
+            let t = s.things.get_mut(name).ok_or_else(|| {
+                api_err(
+                    "UpdateThing",
+                    "ResourceNotFoundException",
+                    format!("thing {name} not found"),
+                )
+            })?;
+            t.attributes = attributes.clone();
+            Ok(())
+        })
+    }
+
+    async fn create_policy(&self, name: &str, document: &str) -> Result<()> {
+        self.with("CreatePolicy", |s| {
+            if s.policies.contains_key(name) {
+                return Err(api_err(
+                    "CreatePolicy",
+                    "ResourceAlreadyExistsException",
+                    format!("policy {name} already exists"),
+                ));
+            }
+            let clock = s.clock;
+            s.policies.insert(
+                name.into(),
+                Policy {
+                    versions: vec![Version {
+                        id: 1,
+                        document: document.into(),
+                        created: clock,
+                    }],
+                    default: 1,
+                    next: 1,
+                },
+            );
+            Ok(())
+        })
+    }
+
+    async fn create_policy_version(&self, name: &str, document: &str) -> Result<()> {
+        self.with("CreatePolicyVersion", |s| {
+            let clock = s.clock;
+            let p = s.policies.get_mut(name).ok_or_else(|| {
+                api_err(
+                    "CreatePolicyVersion",
+                    "ResourceNotFoundException",
+                    format!("policy {name} not found"),
+                )
+            })?;
+            if p.versions.len() >= 5 {
+                return Err(api_err(
+                    "CreatePolicyVersion",
+                    "VersionsLimitExceededException",
+                    format!("policy {name} already has 5 versions"),
+                ));
+            }
+            p.next += 1;
+            let id = p.next;
+            p.versions.push(Version {
+                id,
+                document: document.into(),
+                created: clock,
+            });
+            p.default = id;
+            Ok(())
+        })
+    }
+
+    async fn delete_policy_version(&self, name: &str, version_id: &str) -> Result<()> {
+        self.with("DeletePolicyVersion", |s| {
+            let p = s.policies.get_mut(name).ok_or_else(|| {
+                api_err(
+                    "DeletePolicyVersion",
+                    "ResourceNotFoundException",
+                    format!("policy {name} not found"),
+                )
+            })?;
+            if p.default.to_string() == version_id {
+                return Err(api_err(
+                    "DeletePolicyVersion",
+                    "DeleteConflictException",
+                    "cannot delete the default version".into(),
+                ));
+            }
+            p.versions.retain(|v| v.id.to_string() != version_id);
+            Ok(())
+        })
+    }
+
+    async fn create_keys_and_certificate(&self) -> Result<NewCertificate> {
+        let key = rcgen::KeyPair::generate().map_err(|e| CloudError::Transport {
+            operation: "CreateKeysAndCertificate",
+            message: e.to_string(),
+        })?;
+        let pem = rcgen::CertificateParams::new(Vec::<String>::new())
+            .and_then(|p| p.self_signed(&key))
+            .map_err(|e| CloudError::Transport {
+                operation: "CreateKeysAndCertificate",
+                message: e.to_string(),
+            })?
+            .pem();
+        let id = crate::certstore::fingerprint_pem(&pem).expect("rcgen writes PEM");
+        let arn = format!("arn:aws-cn:iot:{REGION}:{ACCOUNT}:cert/{id}");
+        self.with("CreateKeysAndCertificate", |s| {
+            s.certificates.insert(
+                id.clone(),
+                Certificate {
+                    id: id.clone(),
+                    arn: arn.clone(),
+                    status: CertStatus::Inactive,
+                },
+            );
+            Ok(())
+        })?;
+        Ok(NewCertificate {
+            id,
+            arn,
+            certificate_pem: pem,
+            public_key_pem: key.public_key_pem(),
+            private_key_pem: Secret::new(key.serialize_pem()),
+        })
+    }
+
+    async fn set_certificate_status(&self, certificate_id: &str, status: CertStatus) -> Result<()> {
+        self.with("UpdateCertificate", |s| {
+            let c = s.certificates.get_mut(certificate_id).ok_or_else(|| {
+                api_err(
+                    "UpdateCertificate",
+                    "ResourceNotFoundException",
+                    format!("certificate {certificate_id} not found"),
+                )
+            })?;
+            if c.status == CertStatus::Revoked {
+                return Err(api_err(
+                    "UpdateCertificate",
+                    "CertificateStateException",
+                    "certificate is revoked".into(),
+                ));
+            }
+            c.status = status;
+            Ok(())
+        })
+    }
+
+    async fn attach_thing_principal(&self, thing: &str, principal_arn: &str) -> Result<()> {
+        self.with("AttachThingPrincipal", |s| {
+            if !s.things.contains_key(thing) {
+                return Err(api_err(
+                    "AttachThingPrincipal",
+                    "ResourceNotFoundException",
+                    format!("thing {thing} not found"),
+                ));
+            }
+            let list = s.thing_principals.entry(thing.into()).or_default();
+            if !list.iter().any(|p| p == principal_arn) {
+                list.push(principal_arn.into());
+            }
+            Ok(())
+        })
+    }
+
+    async fn detach_thing_principal(&self, thing: &str, principal_arn: &str) -> Result<()> {
+        self.with("DetachThingPrincipal", |s| {
+            if let Some(list) = s.thing_principals.get_mut(thing) {
+                list.retain(|p| p != principal_arn);
+            }
+            Ok(())
+        })
+    }
+
+    async fn attach_policy(&self, policy: &str, principal_arn: &str) -> Result<()> {
+        self.with("AttachPolicy", |s| {
+            if !s.policies.contains_key(policy) {
+                return Err(api_err(
+                    "AttachPolicy",
+                    "ResourceNotFoundException",
+                    format!("policy {policy} not found"),
+                ));
+            }
+            let list = s.attached.entry(principal_arn.into()).or_default();
+            if !list.iter().any(|p| p == policy) {
+                list.push(policy.into());
+            }
+            Ok(())
+        })
+    }
+
+    async fn detach_policy(&self, policy: &str, principal_arn: &str) -> Result<()> {
+        self.with("DetachPolicy", |s| {
+            if let Some(list) = s.attached.get_mut(principal_arn) {
+                list.retain(|p| p != policy);
+            }
+            Ok(())
+        })
+    }
+}

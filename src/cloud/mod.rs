@@ -1,0 +1,256 @@
+//! The one gateway to AWS: domain types, the `Cloud` trait, the AWS SDK implementation and an in-memory fake.
+//!
+//! Every `aws_sdk_*` import lives below this module. Rate limiting, retries and call statistics
+//! live in [`aws`], so everything above it speaks only in domain types.
+
+pub mod aws;
+pub mod fake;
+pub mod limiter;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+
+use serde::Serialize;
+
+/// An IoT thing as the account holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Thing {
+    pub name: String,
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// Certificate status as AWS IoT reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum CertStatus {
+    Active,
+    Inactive,
+    Revoked,
+    PendingTransfer,
+    PendingActivation,
+    RegisterInactive,
+    Other(String),
+}
+
+impl CertStatus {
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "ACTIVE" => Self::Active,
+            "INACTIVE" => Self::Inactive,
+            "REVOKED" => Self::Revoked,
+            "PENDING_TRANSFER" => Self::PendingTransfer,
+            "PENDING_ACTIVATION" => Self::PendingActivation,
+            "REGISTER_INACTIVE" => Self::RegisterInactive,
+            other => Self::Other(other.to_string()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Active => "ACTIVE",
+            Self::Inactive => "INACTIVE",
+            Self::Revoked => "REVOKED",
+            Self::PendingTransfer => "PENDING_TRANSFER",
+            Self::PendingActivation => "PENDING_ACTIVATION",
+            Self::RegisterInactive => "REGISTER_INACTIVE",
+            Self::Other(s) => s,
+        }
+    }
+}
+
+impl fmt::Display for CertStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A device certificate in the account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Certificate {
+    /// The SHA-256 fingerprint of the certificate's DER encoding, in hex.
+    pub id: String,
+    pub arn: String,
+    pub status: CertStatus,
+}
+
+/// A policy's default version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyDocument {
+    pub document: String,
+    pub default_version_id: String,
+}
+
+/// One version of a policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PolicyVersion {
+    pub version_id: String,
+    pub is_default: bool,
+    /// Creation time, seconds since the epoch (orders versions).
+    pub created: i64,
+}
+
+/// Secret text (a private key): never printed, never serialized.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: String) -> Self {
+        Self(s)
+    }
+    /// The secret itself, for writing to its file.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+/// A certificate just created with its key pair, as CreateKeysAndCertificate returns it.
+#[derive(Debug, Clone)]
+pub struct NewCertificate {
+    pub id: String,
+    pub arn: String,
+    pub certificate_pem: String,
+    pub public_key_pem: String,
+    pub private_key_pem: Secret,
+}
+
+/// Who and where the credentials act.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub account_id: String,
+    pub region: String,
+}
+
+/// Why a call failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CloudError {
+    #[error("{operation} failed: {code}: {message}")]
+    Api {
+        operation: &'static str,
+        code: String,
+        message: String,
+    },
+    #[error("{operation} failed: {message}")]
+    Transport {
+        operation: &'static str,
+        message: String,
+    },
+    #[error("{operation} was still throttled or failing when the retry deadline passed: {last}")]
+    GaveUp {
+        operation: &'static str,
+        last: String,
+    },
+    #[error("injected fault: the process stops after API call {0} (PROVISION_FAULT_AFTER_CALLS)")]
+    Injected(u64),
+}
+
+impl CloudError {
+    /// The AWS error code, when AWS answered with one.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            CloudError::Api { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        self.code() == Some("ResourceNotFoundException")
+    }
+
+    pub fn is_already_exists(&self) -> bool {
+        self.code() == Some("ResourceAlreadyExistsException")
+    }
+}
+
+pub type Result<T> = std::result::Result<T, CloudError>;
+
+/// Everything provision asks of AWS IoT, in domain terms.
+///
+/// Implementations: [`aws::AwsCloud`] (the SDK, with rate limiting and retries) and
+/// [`fake::FakeCloud`] (in memory, for tests of the diff and apply engines).
+pub trait Cloud: Send + Sync {
+    fn account(&self) -> impl Future<Output = Result<Account>> + Send;
+
+    /// Things carrying `attribute = value` (the fleet's ownership mark), with their attributes.
+    fn list_things_with_attribute(
+        &self,
+        attribute: &str,
+        value: &str,
+    ) -> impl Future<Output = Result<Vec<Thing>>> + Send;
+    fn describe_thing(&self, name: &str) -> impl Future<Output = Result<Option<Thing>>> + Send;
+    fn list_certificates(&self) -> impl Future<Output = Result<Vec<Certificate>>> + Send;
+    /// Names of all policies in the account.
+    fn list_policies(&self) -> impl Future<Output = Result<Vec<String>>> + Send;
+    /// Principal ARNs attached to a thing.
+    fn list_thing_principals(
+        &self,
+        thing: &str,
+    ) -> impl Future<Output = Result<Vec<String>>> + Send;
+    /// Policy names attached to a principal (certificate ARN).
+    fn list_attached_policies(
+        &self,
+        principal_arn: &str,
+    ) -> impl Future<Output = Result<Vec<String>>> + Send;
+    fn get_policy(&self, name: &str)
+        -> impl Future<Output = Result<Option<PolicyDocument>>> + Send;
+    fn list_policy_versions(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Vec<PolicyVersion>>> + Send;
+
+    fn create_thing(
+        &self,
+        name: &str,
+        attributes: &BTreeMap<String, String>,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// Make the thing's attributes exactly `attributes` (others removed).
+    fn set_thing_attributes(
+        &self,
+        name: &str,
+        attributes: &BTreeMap<String, String>,
+        remove: &[String],
+    ) -> impl Future<Output = Result<()>> + Send;
+    fn create_policy(&self, name: &str, document: &str) -> impl Future<Output = Result<()>> + Send;
+    fn create_policy_version(
+        &self,
+        name: &str,
+        document: &str,
+    ) -> impl Future<Output = Result<()>> + Send;
+    fn delete_policy_version(
+        &self,
+        name: &str,
+        version_id: &str,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// Create a key pair and certificate, INACTIVE.
+    fn create_keys_and_certificate(&self) -> impl Future<Output = Result<NewCertificate>> + Send;
+    fn set_certificate_status(
+        &self,
+        certificate_id: &str,
+        status: CertStatus,
+    ) -> impl Future<Output = Result<()>> + Send;
+    fn attach_thing_principal(
+        &self,
+        thing: &str,
+        principal_arn: &str,
+    ) -> impl Future<Output = Result<()>> + Send;
+    fn detach_thing_principal(
+        &self,
+        thing: &str,
+        principal_arn: &str,
+    ) -> impl Future<Output = Result<()>> + Send;
+    fn attach_policy(
+        &self,
+        policy: &str,
+        principal_arn: &str,
+    ) -> impl Future<Output = Result<()>> + Send;
+    fn detach_policy(
+        &self,
+        policy: &str,
+        principal_arn: &str,
+    ) -> impl Future<Output = Result<()>> + Send;
+}

@@ -1,0 +1,382 @@
+//! The fleet file (`stations.yaml`): parsing with locations, and offline validation of every rule AWS would enforce.
+
+mod diagnostic;
+pub mod names;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+pub use diagnostic::{Diagnostic, Diagnostics, Location};
+
+/// Thing attribute that marks a thing as owned by a fleet; its value is the fleet name.
+pub const OWNER_ATTRIBUTE: &str = "provision_fleet";
+/// Things without a thing type carry at most this many attributes (AWS limit).
+pub const MAX_THING_ATTRIBUTES: usize = 3;
+
+/// Errors from loading a fleet file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read fleet file {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Invalid(Diagnostics),
+}
+
+/// A validated fleet definition.
+#[derive(Debug, Clone)]
+pub struct Fleet {
+    /// The fleet file as given on the command line.
+    pub path: PathBuf,
+    /// Directory of the fleet file: relative paths in it are relative to this.
+    pub base_dir: PathBuf,
+    pub name: String,
+    /// Region pinned by the file, if any.
+    pub region: Option<String>,
+    pub certificates_dir: PathBuf,
+    pub station_template: Sourced<PathBuf>,
+    pub platform_template: Sourced<PathBuf>,
+    /// Topic name templates, by name (`up`, `down`, and any the operator adds).
+    pub topics: Vec<(String, Sourced<String>)>,
+    pub platform: Identity,
+    pub stations: Vec<Identity>,
+}
+
+/// A value and where it was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sourced<T> {
+    pub value: T,
+    pub location: Option<Location>,
+}
+
+/// A station or the platform: one thing, one certificate, one policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub id: String,
+    pub attributes: BTreeMap<String, String>,
+    pub location: Option<Location>,
+    /// The operator opted out of the wildcard check for this identity's policy.
+    pub allow_wildcards: bool,
+}
+
+impl Fleet {
+    /// The policy name for an identity: `<fleet>-<id>`.
+    pub fn policy_name(&self, id: &str) -> String {
+        policy_name(&self.name, id)
+    }
+
+    /// Directory holding an identity's certificate and keys.
+    pub fn cert_dir(&self, id: &str) -> PathBuf {
+        self.certificates_dir.join(id)
+    }
+
+    /// The platform followed by every station.
+    pub fn identities(&self) -> impl Iterator<Item = &Identity> {
+        std::iter::once(&self.platform).chain(self.stations.iter())
+    }
+}
+
+pub fn policy_name(fleet: &str, id: &str) -> String {
+    format!("{fleet}-{id}")
+}
+
+// ---------------------------------------------------------------------------
+// Raw (as written) form
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFleet {
+    fleet: Spanned<String>,
+    #[serde(default)]
+    region: Option<Spanned<String>>,
+    certificates: RawCertificates,
+    policies: RawPolicies,
+    topics: Spanned<BTreeMap<String, Spanned<String>>>,
+    platform: RawIdentity,
+    #[serde(default)]
+    stations: Vec<RawIdentity>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCertificates {
+    dir: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicies {
+    station: Spanned<String>,
+    platform: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIdentity {
+    id: Spanned<String>,
+    #[serde(default)]
+    attributes: BTreeMap<String, Spanned<Scalar>>,
+    /// Explicit opt-out of the least-privilege check that rejects `*` in this identity's policy.
+    #[serde(default)]
+    allow_wildcards: bool,
+}
+
+/// An attribute value: YAML strings, numbers and booleans are all accepted as text.
+#[derive(Debug)]
+struct Scalar(String);
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Scalar;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string, number or boolean")
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+fn loc<T>(s: &Spanned<T>) -> Option<Location> {
+    Location::from_saphyr(s.referenced)
+}
+
+fn sourced<T: Clone>(s: &Spanned<T>) -> Sourced<T> {
+    Sourced {
+        value: s.value.clone(),
+        location: loc(s),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Loading
+
+/// Read, parse and validate a fleet file. Every problem is reported at once.
+pub fn load(path: &Path) -> Result<Fleet, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse(path, &text).map_err(ConfigError::Invalid)
+}
+
+/// Parse and validate fleet-file text; `path` is used for messages and relative paths.
+pub fn parse(path: &Path, text: &str) -> Result<Fleet, Diagnostics> {
+    if text.trim().is_empty() {
+        return Err(Diagnostics(vec![Diagnostic::new(
+            path,
+            "the file is empty; expected a fleet definition with `fleet`, `certificates`, `policies`, `topics`, `platform` and `stations` (`provision init` writes a starter file)",
+        )]));
+    }
+    let raw: RawFleet = serde_saphyr::from_str(text).map_err(|e| {
+        let location = e.location().and_then(Location::from_saphyr);
+        Diagnostics(vec![Diagnostic::new(path, yaml_message(&e)).at(location)])
+    })?;
+    let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let mut diags = Vec::new();
+    let d = |msg: String, at: Option<Location>| Diagnostic::new(path, msg).at(at);
+
+    // fleet
+    if let Err(why) = names::check_fleet_name(&raw.fleet.value) {
+        diags.push(d(
+            format!("fleet name {:?} is invalid: {why}", raw.fleet.value),
+            loc(&raw.fleet),
+        ));
+    }
+    if let Some(region) = &raw.region {
+        if let Err(why) = names::check_region(&region.value) {
+            diags.push(d(
+                format!("region {:?} is invalid: {why}", region.value),
+                loc(region),
+            ));
+        }
+    }
+    if raw.certificates.dir.value.trim().is_empty() {
+        diags.push(d(
+            "certificates.dir must not be empty".into(),
+            loc(&raw.certificates.dir),
+        ));
+    }
+    for (key, p) in [
+        ("policies.station", &raw.policies.station),
+        ("policies.platform", &raw.policies.platform),
+    ] {
+        if p.value.trim().is_empty() {
+            diags.push(d(format!("{key} must name a template file"), loc(p)));
+        }
+    }
+    let mut topics = Vec::new();
+    for required in ["up", "down"] {
+        match raw.topics.value.get(required) {
+            Some(t) => topics.push((required.to_string(), sourced(t))),
+            None => diags.push(d(
+                format!("topics.{required} is missing: it is the station's {} topic template, for example \"device/station/{required}/{{{{ station.id }}}}\"", if required == "up" { "uplink" } else { "downlink" }),
+                loc(&raw.topics),
+            )),
+        }
+    }
+    for (name, template) in &raw.topics.value {
+        if name == "up" || name == "down" {
+            continue;
+        }
+        if !names::is_identifier(name) {
+            diags.push(d(
+                format!("topic name {name:?} must be an identifier (letters, digits, _), as templates use it as topics.{name}"),
+                loc(template),
+            ));
+        }
+        topics.push((name.clone(), sourced(template)));
+    }
+
+    // identities
+    let mut seen: HashMap<String, Option<Location>> = HashMap::new();
+    let mut identity = |raw_id: &RawIdentity, what: &str, diags: &mut Vec<Diagnostic>| {
+        let id = raw_id.id.value.clone();
+        let at = loc(&raw_id.id);
+        let mut ok = true;
+        if let Err(why) = names::check_thing_name(&id) {
+            diags.push(d(
+                format!("{what} id {id:?} is not a valid thing name: {why}"),
+                at,
+            ));
+            ok = false;
+        } else if let Err(why) = names::check_policy_name(&policy_name(&raw.fleet.value, &id)) {
+            diags.push(
+                d(
+                    format!(
+                        "policy name {:?} (fleet-id) is invalid: {why}",
+                        policy_name(&raw.fleet.value, &id)
+                    ),
+                    at,
+                )
+                .station(&id),
+            );
+        }
+        if ok {
+            if let Some(first) = seen.get(&id) {
+                let first = first
+                    .map(|l| format!(" (first defined at line {})", l.line))
+                    .unwrap_or_default();
+                diags.push(d(format!("duplicate id {id:?}{first}"), at).station(&id));
+            } else {
+                seen.insert(id.clone(), at);
+            }
+        }
+        let mut attributes = BTreeMap::new();
+        for (name, value) in &raw_id.attributes {
+            let vat = loc(value);
+            if name == OWNER_ATTRIBUTE {
+                diags.push(
+                    d(
+                        format!("attribute {OWNER_ATTRIBUTE:?} is reserved: provision sets it to mark the things this fleet owns"),
+                        vat,
+                    )
+                    .station(&id),
+                );
+                continue;
+            }
+            if let Err(why) = names::check_attribute_name(name) {
+                diags.push(
+                    d(format!("attribute name {name:?} is invalid: {why}"), vat).station(&id),
+                );
+            }
+            if let Err(why) = names::check_attribute_value(&value.value.0) {
+                diags.push(
+                    d(
+                        format!(
+                            "attribute {name:?} has an invalid value {:?}: {why}",
+                            value.value.0
+                        ),
+                        vat,
+                    )
+                    .station(&id),
+                );
+            }
+            attributes.insert(name.clone(), value.value.0.clone());
+        }
+        if attributes.len() + 1 > MAX_THING_ATTRIBUTES {
+            diags.push(
+                d(
+                    format!(
+                        "{} attributes given, but a thing without a thing type carries at most {MAX_THING_ATTRIBUTES}, and provision uses one ({OWNER_ATTRIBUTE}): keep at most {}",
+                        attributes.len(),
+                        MAX_THING_ATTRIBUTES - 1
+                    ),
+                    at,
+                )
+                .station(&id),
+            );
+        }
+        Identity {
+            id,
+            attributes,
+            location: at,
+            allow_wildcards: raw_id.allow_wildcards,
+        }
+    };
+    let platform = identity(&raw.platform, "platform", &mut diags);
+    let stations: Vec<Identity> = raw
+        .stations
+        .iter()
+        .map(|s| identity(s, "station", &mut diags))
+        .collect();
+
+    if !diags.is_empty() {
+        diags.sort_by_key(|d| (d.line.unwrap_or(0), d.column.unwrap_or(0)));
+        return Err(Diagnostics(diags));
+    }
+    Ok(Fleet {
+        path: path.to_path_buf(),
+        certificates_dir: base_dir.join(&raw.certificates.dir.value),
+        station_template: Sourced {
+            value: base_dir.join(&raw.policies.station.value),
+            location: loc(&raw.policies.station),
+        },
+        platform_template: Sourced {
+            value: base_dir.join(&raw.policies.platform.value),
+            location: loc(&raw.policies.platform),
+        },
+        base_dir,
+        name: raw.fleet.value,
+        region: raw.region.map(|r| r.value),
+        topics,
+        platform,
+        stations,
+    })
+}
+
+/// The YAML/serde error message, without the snippet (the location is reported separately).
+fn yaml_message(e: &serde_saphyr::Error) -> String {
+    let text = e.without_snippet().to_string();
+    // The library appends its own " at line X, column Y"; the diagnostic carries that already.
+    let text = match text.find(" at line ") {
+        Some(i) => text[..i].to_string(),
+        None => text,
+    };
+    text.lines().next().unwrap_or_default().trim().to_string()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,424 @@
+//! The plan: a pure, synchronous diff of desired against observed state, as plain data that apply executes.
+
+mod render;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::cloud::CertStatus;
+use crate::desired::{Desired, DesiredIdentity, Role};
+use crate::observed::{Observed, ObservedCert, ObservedIdentity, ThingState};
+use crate::policy;
+
+pub use render::render_text;
+
+/// Version of the JSON plan format (see docs/plan-format.md).
+pub const FORMAT_VERSION: u32 = 1;
+
+/// What provision will do, per identity, in order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub format_version: u32,
+    pub fleet: String,
+    pub account_id: String,
+    pub region: String,
+    /// Identities with something to do, platform first, then stations in file order.
+    pub changes: Vec<IdentityPlan>,
+    /// Identities already as desired.
+    pub unchanged: Vec<String>,
+    /// What provision cannot or will not do by itself; each needs the operator.
+    pub problems: Vec<Problem>,
+    pub summary: Summary,
+}
+
+/// The ordered actions for one identity.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IdentityPlan {
+    pub id: String,
+    pub role: Role,
+    pub actions: Vec<Action>,
+}
+
+/// A certificate an action works on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum CertRef {
+    /// A certificate the account already has.
+    Existing { id: String, arn: String },
+    /// The certificate created by this identity's `create_certificate` action.
+    New,
+}
+
+/// One step. Steps of an identity run in order; identities run concurrently.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Action {
+    CreateThing {
+        thing: String,
+        attributes: BTreeMap<String, String>,
+    },
+    UpdateThing {
+        thing: String,
+        attributes: BTreeMap<String, String>,
+        before: BTreeMap<String, String>,
+    },
+    CreatePolicy {
+        policy: String,
+        document: serde_json::Value,
+    },
+    UpdatePolicy {
+        policy: String,
+        document: serde_json::Value,
+        before: serde_json::Value,
+        /// AWS keeps at most 5 versions: this oldest non-default one goes first.
+        delete_version: Option<String>,
+    },
+    /// Move the identity's key directory to the archive (never deleted).
+    ArchiveLocalFiles {
+        dir: PathBuf,
+        reason: String,
+    },
+    /// Create a key pair and an INACTIVE certificate; save the files before anything else.
+    CreateCertificate {
+        dir: PathBuf,
+        reason: String,
+    },
+    AttachThingPrincipal {
+        thing: String,
+        certificate: CertRef,
+    },
+    AttachPolicy {
+        policy: String,
+        certificate: CertRef,
+    },
+    DetachPolicy {
+        policy: String,
+        certificate: CertRef,
+    },
+    ActivateCertificate {
+        certificate: CertRef,
+        reason: String,
+    },
+    DeactivateCertificate {
+        certificate: CertRef,
+        reason: String,
+    },
+    DetachThingPrincipal {
+        thing: String,
+        certificate: CertRef,
+    },
+}
+
+/// How an action counts in the summary, as Terraform counts resources.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effect {
+    Add,
+    Change,
+    Destroy,
+    /// Local only (archiving files).
+    Local,
+}
+
+impl Action {
+    pub fn effect(&self) -> Effect {
+        match self {
+            Action::CreateThing { .. }
+            | Action::CreatePolicy { .. }
+            | Action::CreateCertificate { .. }
+            | Action::AttachThingPrincipal { .. }
+            | Action::AttachPolicy { .. } => Effect::Add,
+            Action::UpdateThing { .. }
+            | Action::UpdatePolicy { .. }
+            | Action::ActivateCertificate { .. }
+            | Action::DeactivateCertificate { .. } => Effect::Change,
+            Action::DetachPolicy { .. } | Action::DetachThingPrincipal { .. } => Effect::Destroy,
+            Action::ArchiveLocalFiles { .. } => Effect::Local,
+        }
+    }
+}
+
+/// Something that needs the operator.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Problem {
+    pub id: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    pub add: usize,
+    pub change: usize,
+    pub destroy: usize,
+}
+
+impl Plan {
+    pub fn has_changes(&self) -> bool {
+        !self.changes.is_empty()
+    }
+
+    pub fn action_count(&self) -> usize {
+        self.changes.iter().map(|c| c.actions.len()).sum()
+    }
+}
+
+/// Options that change what the diff may decide.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DiffOptions {
+    /// Replace the certificate of an identity whose private key is gone (off: report a problem).
+    pub replace_missing_keys: bool,
+}
+
+/// Compare and decide. Pure: no I/O.
+pub fn diff(desired: &Desired, observed: &Observed, opts: DiffOptions) -> Plan {
+    let mut changes = Vec::new();
+    let mut unchanged = Vec::new();
+    let mut problems = Vec::new();
+    for d in &desired.identities {
+        let absent = ObservedIdentity {
+            thing: ThingState::Absent,
+            thing_certificates: Vec::new(),
+            local_certificate: None,
+            local: Default::default(),
+            policy: None,
+        };
+        let o = observed.identities.get(&d.id).unwrap_or(&absent);
+        match diff_identity(d, o, opts) {
+            Ok(actions) if actions.is_empty() => unchanged.push(d.id.clone()),
+            Ok(actions) => changes.push(IdentityPlan {
+                id: d.id.clone(),
+                role: d.role,
+                actions,
+            }),
+            Err(message) => problems.push(Problem {
+                id: d.id.clone(),
+                message,
+            }),
+        }
+    }
+    let mut summary = Summary::default();
+    for a in changes.iter().flat_map(|c| c.actions.iter()) {
+        match a.effect() {
+            Effect::Add => summary.add += 1,
+            Effect::Change => summary.change += 1,
+            Effect::Destroy => summary.destroy += 1,
+            Effect::Local => {}
+        }
+    }
+    Plan {
+        format_version: FORMAT_VERSION,
+        fleet: desired.fleet.clone(),
+        account_id: desired.aws.account_id.clone(),
+        region: desired.aws.region.clone(),
+        changes,
+        unchanged,
+        problems,
+        summary,
+    }
+}
+
+fn existing(c: &ObservedCert) -> CertRef {
+    CertRef::Existing {
+        id: c.cert.id.clone(),
+        arn: c.cert.arn.clone(),
+    }
+}
+
+fn diff_identity(
+    d: &DesiredIdentity,
+    o: &ObservedIdentity,
+    opts: DiffOptions,
+) -> Result<Vec<Action>, String> {
+    let mut actions = Vec::new();
+
+    // 1. The thing.
+    match &o.thing {
+        ThingState::Absent => actions.push(Action::CreateThing {
+            thing: d.id.clone(),
+            attributes: d.attributes.clone(),
+        }),
+        ThingState::Foreign(t) => {
+            let owner = t
+                .attributes
+                .get(crate::config::OWNER_ATTRIBUTE)
+                .map(|f| format!("fleet {f:?}"))
+                .unwrap_or_else(|| "no fleet (it has no provision_fleet attribute)".into());
+            return Err(format!(
+                "thing {} already exists and belongs to {owner}; provision only manages things it created. Rename the station, or delete the thing (or set its provision_fleet attribute to this fleet's name to adopt it)",
+                d.id
+            ));
+        }
+        ThingState::Owned(t) if t.attributes != d.attributes => actions.push(Action::UpdateThing {
+            thing: d.id.clone(),
+            attributes: d.attributes.clone(),
+            before: t.attributes.clone(),
+        }),
+        ThingState::Owned(_) => {}
+    }
+
+    // 2. The policy.
+    match &o.policy {
+        None => actions.push(Action::CreatePolicy {
+            policy: d.policy_name.clone(),
+            document: d.policy.clone(),
+        }),
+        Some(p) if !policy::equivalent(&p.document, &d.policy) => {
+            let versions = p.versions.clone().unwrap_or_default();
+            let delete_version = if versions.len() >= 5 {
+                versions
+                    .iter()
+                    .filter(|v| !v.is_default)
+                    .min_by_key(|v| (v.created, v.version_id.clone()))
+                    .map(|v| v.version_id.clone())
+            } else {
+                None
+            };
+            actions.push(Action::UpdatePolicy {
+                policy: d.policy_name.clone(),
+                document: d.policy.clone(),
+                before: p.document.clone(),
+                delete_version,
+            });
+        }
+        Some(_) => {}
+    }
+
+    // 3. The certificate: the local files say which one is this identity's.
+    let dir = d.cert_dir.clone();
+    let local = &o.local;
+    if local.present && (local.certificate_id.is_none() || !local.has_private_key) {
+        let missing = if local.certificate_id.is_none() {
+            crate::certstore::CERTIFICATE_FILE
+        } else {
+            crate::certstore::PRIVATE_KEY_FILE
+        };
+        return Err(format!(
+            "{} exists but has no {missing}; provision will not guess which certificate is this station's. Restore the file, or move the directory away so a new certificate is issued",
+            dir.display()
+        ));
+    }
+    let attach_all = |actions: &mut Vec<Action>, cert: CertRef| {
+        actions.push(Action::AttachThingPrincipal {
+            thing: d.id.clone(),
+            certificate: cert.clone(),
+        });
+        actions.push(Action::AttachPolicy {
+            policy: d.policy_name.clone(),
+            certificate: cert.clone(),
+        });
+        actions.push(Action::ActivateCertificate {
+            certificate: cert,
+            reason: "new certificate".into(),
+        });
+    };
+    // Certificates to let go of once the new one is in place.
+    let retire = |actions: &mut Vec<Action>, c: &ObservedCert, deactivate: bool| {
+        if deactivate && c.cert.status == CertStatus::Active {
+            actions.push(Action::DeactivateCertificate {
+                certificate: existing(c),
+                reason: "replaced".into(),
+            });
+        }
+        for p in &c.attached_policies {
+            actions.push(Action::DetachPolicy {
+                policy: p.clone(),
+                certificate: existing(c),
+            });
+        }
+        if o.thing_certificates.iter().any(|t| t.cert.id == c.cert.id) {
+            actions.push(Action::DetachThingPrincipal {
+                thing: d.id.clone(),
+                certificate: existing(c),
+            });
+        }
+    };
+
+    match (&local.certificate_id, &o.local_certificate) {
+        (None, _) => {
+            // No local files. An ACTIVE certificate on the thing means its key is lost to us.
+            let active: Vec<&ObservedCert> = o
+                .thing_certificates
+                .iter()
+                .filter(|c| c.cert.status == CertStatus::Active)
+                .collect();
+            if !active.is_empty() && !opts.replace_missing_keys {
+                return Err(format!(
+                    "certificate {} is ACTIVE on thing {} but its private key is not in {}; provision will not silently mint a second certificate. Restore the directory, or run apply with --replace-missing-keys to issue a new certificate and deactivate the old one",
+                    active[0].cert.id,
+                    d.id,
+                    dir.display()
+                ));
+            }
+            actions.push(Action::CreateCertificate {
+                dir: dir.clone(),
+                reason: "no certificate yet".into(),
+            });
+            attach_all(&mut actions, CertRef::New);
+            // Leftovers (inactive or revoked certificates without local files, or lost keys).
+            for c in &o.thing_certificates {
+                retire(&mut actions, c, true);
+            }
+        }
+        (Some(id), None) => {
+            actions.push(Action::ArchiveLocalFiles {
+                dir: dir.clone(),
+                reason: format!("certificate {id} no longer exists in the account"),
+            });
+            actions.push(Action::CreateCertificate {
+                dir: dir.clone(),
+                reason: format!("replaces certificate {id}, which no longer exists"),
+            });
+            attach_all(&mut actions, CertRef::New);
+        }
+        (Some(_), Some(c)) if c.cert.status == CertStatus::Revoked => {
+            actions.push(Action::ArchiveLocalFiles {
+                dir: dir.clone(),
+                reason: format!("certificate {} is REVOKED", c.cert.id),
+            });
+            actions.push(Action::CreateCertificate {
+                dir: dir.clone(),
+                reason: format!("replaces certificate {}, which is REVOKED", c.cert.id),
+            });
+            attach_all(&mut actions, CertRef::New);
+            retire(&mut actions, c, false);
+        }
+        (Some(_), Some(c)) => {
+            if !matches!(c.cert.status, CertStatus::Active | CertStatus::Inactive) {
+                return Err(format!(
+                    "certificate {} is {}; provision only activates INACTIVE certificates. Finish or cancel its transfer/registration first",
+                    c.cert.id, c.cert.status
+                ));
+            }
+            let cert = existing(c);
+            if !o.thing_certificates.iter().any(|t| t.cert.id == c.cert.id) {
+                actions.push(Action::AttachThingPrincipal {
+                    thing: d.id.clone(),
+                    certificate: cert.clone(),
+                });
+            }
+            if !c.attached_policies.contains(&d.policy_name) {
+                actions.push(Action::AttachPolicy {
+                    policy: d.policy_name.clone(),
+                    certificate: cert.clone(),
+                });
+            }
+            for extra in c.attached_policies.iter().filter(|p| **p != d.policy_name) {
+                actions.push(Action::DetachPolicy {
+                    policy: extra.clone(),
+                    certificate: cert.clone(),
+                });
+            }
+            if c.cert.status == CertStatus::Inactive {
+                actions.push(Action::ActivateCertificate {
+                    certificate: cert,
+                    reason: "certificate is INACTIVE".into(),
+                });
+            }
+        }
+    }
+    Ok(actions)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,207 @@
+//! Terraform-style text rendering of a plan, with a readable diff of policy documents.
+
+use std::fmt::Write;
+
+use console::Style;
+
+use super::{Action, CertRef, Effect, Plan};
+use crate::desired::Role;
+use crate::policy;
+
+struct Styles {
+    add: Style,
+    change: Style,
+    destroy: Style,
+    dim: Style,
+    bold: Style,
+    error: Style,
+}
+
+impl Styles {
+    fn new(color: bool) -> Self {
+        let s = |st: Style| st.force_styling(color);
+        Self {
+            add: s(Style::new().green()),
+            change: s(Style::new().yellow()),
+            destroy: s(Style::new().red()),
+            dim: s(Style::new().dim()),
+            bold: s(Style::new().bold()),
+            error: s(Style::new().red().bold()),
+        }
+    }
+}
+
+fn cert_name(c: &CertRef) -> String {
+    match c {
+        CertRef::Existing { id, .. } => format!("certificate {}", short(id)),
+        CertRef::New => "the new certificate".to_string(),
+    }
+}
+
+fn short(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
+}
+
+fn attrs(a: &std::collections::BTreeMap<String, String>) -> String {
+    a.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The plan as people read it. `color` adds ANSI colours (only on a terminal).
+pub fn render_text(plan: &Plan, color: bool) -> String {
+    let st = Styles::new(color);
+    let mut out = String::new();
+    if !plan.has_changes() && plan.problems.is_empty() {
+        let _ = writeln!(
+            out,
+            "{} Fleet {} matches the account ({} identities checked).",
+            st.bold.apply_to("No changes."),
+            plan.fleet,
+            plan.unchanged.len()
+        );
+        return out;
+    }
+    if plan.has_changes() {
+        let _ = writeln!(
+            out,
+            "provision will perform the following actions (fleet {}, account {}, {}):",
+            plan.fleet, plan.account_id, plan.region
+        );
+        for ip in &plan.changes {
+            let role = match ip.role {
+                Role::Platform => "platform",
+                Role::Station => "station",
+            };
+            let _ = writeln!(out);
+            let _ = writeln!(out, "  {}", st.bold.apply_to(format!("# {role} {}", ip.id)));
+            for a in &ip.actions {
+                render_action(&mut out, a, &st);
+            }
+        }
+        let _ = writeln!(out);
+    }
+    for p in &plan.problems {
+        let _ = writeln!(
+            out,
+            "{} station {}: {}",
+            st.error.apply_to("Error:"),
+            p.id,
+            p.message
+        );
+    }
+    if !plan.problems.is_empty() {
+        let _ = writeln!(out);
+    }
+    let s = plan.summary;
+    let _ = writeln!(
+        out,
+        "{} {} to add, {} to change, {} to destroy.{}",
+        st.bold.apply_to("Plan:"),
+        s.add,
+        s.change,
+        s.destroy,
+        if plan.problems.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " {} station(s) need attention (see above).",
+                plan.problems.len()
+            )
+        }
+    );
+    out
+}
+
+fn render_action(out: &mut String, a: &Action, st: &Styles) {
+    let (sym, style) = match a.effect() {
+        Effect::Add => ("+", &st.add),
+        Effect::Change => ("~", &st.change),
+        Effect::Destroy => ("-", &st.destroy),
+        Effect::Local => ("-/+", &st.change),
+    };
+    let line = match a {
+        Action::CreateThing { thing, attributes } => {
+            format!("thing {thing} ({})", attrs(attributes))
+        }
+        Action::UpdateThing {
+            thing,
+            attributes,
+            before,
+        } => format!(
+            "thing {thing} attributes: {} -> {}",
+            attrs(before),
+            attrs(attributes)
+        ),
+        Action::CreatePolicy { policy, document } => {
+            let n = document
+                .get("Statement")
+                .map(|s| s.as_array().map(Vec::len).unwrap_or(1))
+                .unwrap_or(0);
+            format!("policy {policy} ({n} statements)")
+        }
+        Action::UpdatePolicy {
+            policy,
+            delete_version,
+            ..
+        } => match delete_version {
+            Some(v) => format!(
+                "policy {policy}: new default version (deletes the oldest version, {v}, first: AWS keeps 5)"
+            ),
+            None => format!("policy {policy}: new default version"),
+        },
+        Action::ArchiveLocalFiles { dir, reason } => {
+            format!("certificate replaced ({reason}); {} moves to the archive", dir.display())
+        }
+        Action::CreateCertificate { dir, .. } => {
+            format!("certificate (new key pair, saved once to {})", dir.display())
+        }
+        Action::AttachThingPrincipal { thing, certificate } => {
+            format!("attach {} to thing {thing}", cert_name(certificate))
+        }
+        Action::AttachPolicy {
+            policy,
+            certificate,
+        } => format!("attach policy {policy} to {}", cert_name(certificate)),
+        Action::DetachPolicy {
+            policy,
+            certificate,
+        } => format!("detach policy {policy} from {}", cert_name(certificate)),
+        Action::ActivateCertificate {
+            certificate,
+            reason,
+        } => format!("activate {} ({reason})", cert_name(certificate)),
+        Action::DeactivateCertificate {
+            certificate,
+            reason,
+        } => format!("deactivate {} ({reason})", cert_name(certificate)),
+        Action::DetachThingPrincipal { thing, certificate } => {
+            format!("detach {} from thing {thing}", cert_name(certificate))
+        }
+    };
+    let _ = writeln!(out, "  {} {line}", style.apply_to(sym));
+    if let Action::UpdatePolicy {
+        document, before, ..
+    } = a
+    {
+        let old = policy::to_pretty(&policy::normalize(before));
+        let new = policy::to_pretty(&policy::normalize(document));
+        let diff = similar::TextDiff::from_lines(&old, &new);
+        for change in diff.iter_all_changes() {
+            let text = change.to_string_lossy();
+            let text = text.trim_end_matches('\n');
+            let _ = match change.tag() {
+                similar::ChangeTag::Delete => {
+                    writeln!(out, "      {}", st.destroy.apply_to(format!("- {text}")))
+                }
+                similar::ChangeTag::Insert => {
+                    writeln!(out, "      {}", st.add.apply_to(format!("+ {text}")))
+                }
+                similar::ChangeTag::Equal => {
+                    writeln!(out, "      {}", st.dim.apply_to(format!("  {text}")))
+                }
+            };
+        }
+    }
+}
