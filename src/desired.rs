@@ -238,9 +238,12 @@ pub fn render(fleet: &Fleet, aws: &AwsContext) -> Result<Desired, Diagnostics> {
             Ok(policy) => {
                 if role == Role::Station && !identity.allow_wildcards {
                     for finding in policy::wildcards(&policy) {
-                        diags.0.push(
+                        let key = format!("{key} {}", finding.replace(&identity.id, "<id>"));
+                        report(
+                            &mut diags,
                             Diagnostic::new(path, format!("{finding}; least privilege forbids `*` in a station's policy (set `allow_wildcards: true` on the station to opt out)"))
                                 .station(&identity.id),
+                            key,
                         );
                     }
                 }
@@ -259,7 +262,7 @@ pub fn render(fleet: &Fleet, aws: &AwsContext) -> Result<Desired, Diagnostics> {
             Err(why) => report(
                 &mut diags,
                 Diagnostic::new(path, format!("the rendered policy {why}")).station(&identity.id),
-                format!("{key} {why}"),
+                format!("{key} {}", why.replace(&identity.id, "<id>")),
             ),
         }
     }
@@ -267,7 +270,7 @@ pub fn render(fleet: &Fleet, aws: &AwsContext) -> Result<Desired, Diagnostics> {
     if repeated > 0 {
         diags.0.push(Diagnostic::new(
             &fleet.path,
-            format!("{repeated} more station(s) fail with the same error(s) as above"),
+            format!("{repeated} more error(s) like the ones above, in other stations (each reported once)"),
         ));
     }
     if !diags.0.is_empty() {
@@ -337,18 +340,10 @@ fn check_policy_text(text: &str) -> Result<serde_json::Value, String> {
 }
 
 fn template_message(e: &minijinja::Error) -> String {
-    let mut msg = e
-        .detail()
-        .map(str::to_string)
-        .unwrap_or_else(|| e.kind().to_string());
-    if let Some(line) = e.line() {
-        if e.detail().is_some() {
-            msg = format!("{} (line {line}): {msg}", e.kind());
-        }
-    } else if e.detail().is_some() {
-        msg = format!("{}: {msg}", e.kind());
+    match e.detail() {
+        Some(detail) => format!("{}: {detail}", e.kind()),
+        None => e.kind().to_string(),
     }
-    msg
 }
 
 /// Placeholder account id for offline rendering (`validate`), where the account is not asked.

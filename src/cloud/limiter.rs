@@ -185,34 +185,35 @@ impl Limiter {
 mod tests {
     use super::*;
 
-    #[tokio::test(start_paused = true)]
-    async fn paces_each_api_at_its_rate() {
+    // Correctness of pacing (never faster than the quota), not a performance assertion.
+    #[tokio::test]
+    async fn never_exceeds_the_rate() {
         let mut o = BTreeMap::new();
-        o.insert("A".to_string(), 10.0);
+        o.insert("A".to_string(), 100.0);
         let l = Limiter::new(1.0, &o);
-        let start = tokio::time::Instant::now();
-        for _ in 0..21 {
-            l.acquire("A").await;
-        }
-        // 21 calls at 10/s: the first is immediate, the last at 2 s.
+        let start = Instant::now();
+        let calls = (0..21).map(|_| l.acquire("A"));
+        futures::future::join_all(calls).await;
+        // 21 calls at 100/s, even when issued at once: the first immediate, the last at 200 ms.
         let took = start.elapsed().as_secs_f64();
-        assert!((took - 2.0).abs() < 0.01, "took {took}");
+        assert!(took >= 0.199, "took {took}");
         assert_eq!(l.stats().apis["A"].calls, 21);
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn throttling_slows_the_lane() {
         let mut o = BTreeMap::new();
-        o.insert("A".to_string(), 10.0);
+        o.insert("A".to_string(), 100.0);
         let l = Limiter::new(1.0, &o);
         l.acquire("A").await;
         l.throttled("A");
-        let start = tokio::time::Instant::now();
+        let start = Instant::now();
         l.acquire("A").await;
         l.acquire("A").await;
+        // After throttling the interval is 1/(100*0.7) s: two more calls take at least 14 ms.
         let took = start.elapsed().as_secs_f64();
-        // after throttling the interval is 1/(10*0.7) s
-        assert!(took > 0.2, "took {took}");
+        assert!(took >= 0.014, "took {took}");
+        assert_eq!(l.stats().apis["A"].throttled, 1);
     }
 
     #[test]

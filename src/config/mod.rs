@@ -192,7 +192,11 @@ pub fn parse(path: &Path, text: &str) -> Result<Fleet, Diagnostics> {
     }
     let raw: RawFleet = serde_saphyr::from_str(text).map_err(|e| {
         let location = e.location().and_then(Location::from_saphyr);
-        Diagnostics(vec![Diagnostic::new(path, yaml_message(&e)).at(location)])
+        let mut d = Diagnostic::new(path, yaml_message(&e)).at(location);
+        if let Some(station) = location.and_then(|l| station_around(text, l.line)) {
+            d = d.station(station);
+        }
+        Diagnostics(vec![d])
     })?;
     let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let mut diags = Vec::new();
@@ -251,6 +255,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Fleet, Diagnostics> {
     }
 
     // identities
+    let fleet_ok = names::check_fleet_name(&raw.fleet.value).is_ok();
     let mut seen: HashMap<String, Option<Location>> = HashMap::new();
     let mut identity = |raw_id: &RawIdentity, what: &str, diags: &mut Vec<Diagnostic>| {
         let id = raw_id.id.value.clone();
@@ -262,17 +267,22 @@ pub fn parse(path: &Path, text: &str) -> Result<Fleet, Diagnostics> {
                 at,
             ));
             ok = false;
-        } else if let Err(why) = names::check_policy_name(&policy_name(&raw.fleet.value, &id)) {
-            diags.push(
-                d(
-                    format!(
-                        "policy name {:?} (fleet-id) is invalid: {why}",
-                        policy_name(&raw.fleet.value, &id)
-                    ),
-                    at,
-                )
-                .station(&id),
-            );
+        } else if let Err(why) = names::check_policy_name(&policy_name(&raw.fleet.value, &id))
+            // An invalid fleet name is reported once, above, not once per station.
+            .map_err(|why| if fleet_ok { why } else { String::new() })
+        {
+            if !why.is_empty() {
+                diags.push(
+                    d(
+                        format!(
+                            "policy name {:?} (fleet-id) is invalid: {why}",
+                            policy_name(&raw.fleet.value, &id)
+                        ),
+                        at,
+                    )
+                    .station(&id),
+                );
+            }
         }
         if ok {
             if let Some(first) = seen.get(&id) {
@@ -375,7 +385,39 @@ fn yaml_message(e: &serde_saphyr::Error) -> String {
         Some(i) => text[..i].to_string(),
         None => text,
     };
-    text.lines().next().unwrap_or_default().trim().to_string()
+    let text = text.lines().next().unwrap_or_default().trim();
+    // Say it in the fleet file's terms.
+    text.replace("missing field", "missing key")
+        .replace("unknown field", "unknown key")
+        .replace("expected sequence start", "expected a list here")
+        .replace(
+            "expected mapping start",
+            "expected a mapping (key: value) here",
+        )
+}
+
+/// The station a line of the `stations:` list belongs to, found by its `- id:` line, so that
+/// parse errors name the station even though parsing stopped.
+fn station_around(text: &str, line: u64) -> Option<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let stations_at = lines.iter().position(|l| l.starts_with("stations:"))?;
+    let upto = (line as usize).min(lines.len());
+    if upto <= stations_at + 1 {
+        return None;
+    }
+    lines[stations_at + 1..upto].iter().rev().find_map(|l| {
+        let rest = l
+            .trim_start()
+            .strip_prefix('-')?
+            .trim_start()
+            .strip_prefix("id:")?;
+        let id = rest
+            .split('#')
+            .next()?
+            .trim()
+            .trim_matches(|c| c == '"' || c == '\'');
+        (!id.is_empty()).then(|| id.to_string())
+    })
 }
 
 #[cfg(test)]

@@ -139,7 +139,7 @@ fn render_action(out: &mut String, a: &Action, st: &Styles) {
                 .get("Statement")
                 .map(|s| s.as_array().map(Vec::len).unwrap_or(1))
                 .unwrap_or(0);
-            format!("policy {policy} ({n} statements)")
+            format!("policy {policy} ({n} statement{})", if n == 1 { "" } else { "s" })
         }
         Action::UpdatePolicy {
             policy,

@@ -1,1 +1,386 @@
-//! Unit tests of the pure diff.
+//! Unit tests of the pure diff, driven through the in-memory fake account: each drift case is
+//! detected by plan and repaired by apply, and a second plan is empty.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde_json::json;
+
+use super::*;
+use crate::cloud::fake::FakeCloud;
+use crate::cloud::{CertStatus, Cloud};
+use crate::desired::{AwsContext, DesiredIdentity};
+use crate::{apply, certstore, observed};
+
+fn identity(root: &Path, id: &str, role: Role) -> DesiredIdentity {
+    let mut attributes = BTreeMap::new();
+    attributes.insert("provision_fleet".to_string(), "f".to_string());
+    DesiredIdentity {
+        id: id.into(),
+        role,
+        attributes,
+        policy_name: format!("f-{id}"),
+        policy: json!({"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iot:Connect","Resource":format!("arn:aws-cn:iot:cn-northwest-1:123456789012:client/{id}")}]}),
+        topics: BTreeMap::new(),
+        cert_dir: root.join(id),
+    }
+}
+
+fn desired(root: &Path) -> Desired {
+    Desired {
+        fleet: "f".into(),
+        aws: AwsContext::new("cn-northwest-1", "123456789012"),
+        identities: vec![
+            identity(root, "stmain", Role::Platform),
+            identity(root, "st000", Role::Station),
+        ],
+    }
+}
+
+async fn plan_with(cloud: &FakeCloud, d: &Desired, opts: DiffOptions) -> Plan {
+    let o = observed::observe(cloud, d, 4, &|| {}).await.unwrap();
+    diff(d, &o, opts)
+}
+
+async fn plan(cloud: &FakeCloud, d: &Desired) -> Plan {
+    plan_with(cloud, d, DiffOptions::default()).await
+}
+
+async fn apply_ok(cloud: &FakeCloud, p: &Plan) {
+    let report = apply::apply(cloud, p, 4, &|_| {}).await;
+    assert_eq!(report.failed().count(), 0, "{:?}", report.outcomes);
+}
+
+/// A converged fleet: returns the cloud and the tempdir holding the keys.
+async fn converged() -> (FakeCloud, tempfile::TempDir, Desired) {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = desired(tmp.path());
+    let cloud = FakeCloud::new();
+    let p = plan(&cloud, &d).await;
+    apply_ok(&cloud, &p).await;
+    assert!(!plan(&cloud, &d).await.has_changes());
+    (cloud, tmp, d)
+}
+
+fn actions_of<'a>(p: &'a Plan, id: &str) -> Vec<&'a str> {
+    p.changes
+        .iter()
+        .find(|c| c.id == id)
+        .map(|c| {
+            c.actions
+                .iter()
+                .map(|a| match a {
+                    Action::CreateThing { .. } => "create_thing",
+                    Action::UpdateThing { .. } => "update_thing",
+                    Action::CreatePolicy { .. } => "create_policy",
+                    Action::UpdatePolicy { .. } => "update_policy",
+                    Action::ArchiveLocalFiles { .. } => "archive",
+                    Action::CreateCertificate { .. } => "create_certificate",
+                    Action::AttachThingPrincipal { .. } => "attach_thing",
+                    Action::AttachPolicy { .. } => "attach_policy",
+                    Action::DetachPolicy { .. } => "detach_policy",
+                    Action::ActivateCertificate { .. } => "activate",
+                    Action::DeactivateCertificate { .. } => "deactivate",
+                    Action::DetachThingPrincipal { .. } => "detach_thing",
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Repair with apply and check the fleet converged.
+async fn repairs(cloud: &FakeCloud, d: &Desired, p: &Plan) {
+    apply_ok(cloud, p).await;
+    let again = plan(cloud, d).await;
+    assert!(
+        !again.has_changes() && again.problems.is_empty(),
+        "{again:#?}"
+    );
+    // Invariant: every identity has exactly one ACTIVE certificate on its thing, carrying its
+    // policy, and it is the one on disk.
+    let s = cloud.state.lock().unwrap();
+    for i in &d.identities {
+        let active: Vec<_> = s.thing_principals[&i.id]
+            .iter()
+            .filter(|arn| {
+                s.certificates
+                    .values()
+                    .any(|c| &c.arn == *arn && c.status == CertStatus::Active)
+            })
+            .collect();
+        assert_eq!(active.len(), 1, "{}: {active:?}", i.id);
+        assert_eq!(s.attached[active[0]], vec![i.policy_name.clone()]);
+        let local = certstore::inspect(&i.cert_dir).unwrap();
+        assert!(active[0].ends_with(local.certificate_id.as_ref().unwrap()));
+        assert!(local.has_private_key);
+    }
+}
+
+fn cert_arn(cloud: &FakeCloud, thing: &str) -> String {
+    cloud.state.lock().unwrap().thing_principals[thing][0].clone()
+}
+
+#[tokio::test]
+async fn fresh_fleet_plan_text() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = desired(tmp.path());
+    let cloud = FakeCloud::new();
+    let p = plan(&cloud, &d).await;
+    assert_eq!(
+        p.summary,
+        Summary {
+            add: 10,
+            change: 2,
+            destroy: 0
+        }
+    );
+    let text = render_text(&p, false).replace(&tmp.path().display().to_string(), "<certs>");
+    insta::assert_snapshot!(text);
+    apply_ok(&cloud, &p).await;
+    let again = plan(&cloud, &d).await;
+    insta::assert_snapshot!(render_text(&again, false), @"No changes. Fleet f matches the account (2 identities checked).");
+}
+
+#[tokio::test]
+async fn no_changes_means_no_writes() {
+    let (cloud, _tmp, d) = converged().await;
+    let before = cloud.calls().len();
+    let p = plan(&cloud, &d).await;
+    apply_ok(&cloud, &p).await;
+    let calls = cloud.calls()[before..].to_vec();
+    assert!(
+        calls
+            .iter()
+            .all(|c| c.starts_with("List") || c.starts_with("Get") || c.starts_with("Describe")),
+        "{calls:?}"
+    );
+}
+
+#[tokio::test]
+async fn thing_missing() {
+    let (cloud, _tmp, d) = converged().await;
+    {
+        let mut s = cloud.state.lock().unwrap();
+        s.things.remove("st000");
+        s.thing_principals.remove("st000");
+    }
+    let p = plan(&cloud, &d).await;
+    assert_eq!(actions_of(&p, "st000"), ["create_thing", "attach_thing"]);
+    repairs(&cloud, &d, &p).await;
+}
+
+#[tokio::test]
+async fn attribute_changed() {
+    let (cloud, _tmp, d) = converged().await;
+    cloud
+        .state
+        .lock()
+        .unwrap()
+        .things
+        .get_mut("st000")
+        .unwrap()
+        .attributes
+        .insert("site".into(), "elsewhere".into());
+    let p = plan(&cloud, &d).await;
+    assert_eq!(actions_of(&p, "st000"), ["update_thing"]);
+    repairs(&cloud, &d, &p).await;
+}
+
+#[tokio::test]
+async fn certificate_detached_from_thing() {
+    let (cloud, _tmp, d) = converged().await;
+    cloud
+        .state
+        .lock()
+        .unwrap()
+        .thing_principals
+        .get_mut("st000")
+        .unwrap()
+        .clear();
+    let p = plan(&cloud, &d).await;
+    assert_eq!(actions_of(&p, "st000"), ["attach_thing"]);
+    repairs(&cloud, &d, &p).await;
+}
+
+#[tokio::test]
+async fn certificate_inactive() {
+    let (cloud, _tmp, d) = converged().await;
+    let arn = cert_arn(&cloud, "st000");
+    let id = arn.rsplit('/').next().unwrap().to_string();
+    cloud
+        .set_certificate_status(&id, CertStatus::Inactive)
+        .await
+        .unwrap();
+    let p = plan(&cloud, &d).await;
+    assert_eq!(actions_of(&p, "st000"), ["activate"]);
+    repairs(&cloud, &d, &p).await;
+}
+
+#[tokio::test]
+async fn certificate_revoked_is_replaced_and_old_files_archived() {
+    let (cloud, tmp, d) = converged().await;
+    let arn = cert_arn(&cloud, "st000");
+    let id = arn.rsplit('/').next().unwrap().to_string();
+    cloud
+        .state
+        .lock()
+        .unwrap()
+        .certificates
+        .get_mut(&id)
+        .unwrap()
+        .status = CertStatus::Revoked;
+    let p = plan(&cloud, &d).await;
+    assert_eq!(
+        actions_of(&p, "st000"),
+        [
+            "archive",
+            "create_certificate",
+            "attach_thing",
+            "attach_policy",
+            "activate",
+            "detach_policy",
+            "detach_thing"
+        ]
+    );
+    repairs(&cloud, &d, &p).await;
+    let archived = tmp.path().join(".archive").join("st000");
+    assert_eq!(std::fs::read_dir(archived).unwrap().count(), 1);
+}
+
+#[tokio::test]
+async fn policy_missing() {
+    let (cloud, _tmp, d) = converged().await;
+    cloud.delete_policy_out_of_band("f-st000");
+    let p = plan(&cloud, &d).await;
+    assert_eq!(actions_of(&p, "st000"), ["create_policy", "attach_policy"]);
+    repairs(&cloud, &d, &p).await;
+}
+
+#[tokio::test]
+async fn policy_edited_out_of_band_with_a_readable_diff() {
+    let (cloud, _tmp, d) = converged().await;
+    cloud.edit_policy("f-st000", r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iot:Connect","Resource":"arn:aws-cn:iot:cn-northwest-1:123456789012:client/*"}]}"#);
+    let p = plan(&cloud, &d).await;
+    assert_eq!(actions_of(&p, "st000"), ["update_policy"]);
+    insta::assert_snapshot!(render_text(&p, false));
+    repairs(&cloud, &d, &p).await;
+}
+
+#[tokio::test]
+async fn policy_with_five_versions_loses_its_oldest_first() {
+    let (cloud, _tmp, d) = converged().await;
+    for i in 0..4 {
+        cloud.edit_policy("f-st000", &format!(r#"{{"Version":"2012-10-17","v":{i}}}"#));
+    }
+    assert_eq!(cloud.policy_version_count("f-st000"), 5);
+    let p = plan(&cloud, &d).await;
+    match &p.changes[0].actions[0] {
+        Action::UpdatePolicy { delete_version, .. } => {
+            assert_eq!(delete_version.as_deref(), Some("1"))
+        }
+        other => panic!("{other:?}"),
+    }
+    repairs(&cloud, &d, &p).await;
+    assert_eq!(cloud.policy_version_count("f-st000"), 5);
+}
+
+#[tokio::test]
+async fn policy_detached_and_extra_policy_attached() {
+    let (cloud, _tmp, d) = converged().await;
+    let arn = cert_arn(&cloud, "st000");
+    cloud
+        .create_policy("wide-open", r#"{"Statement":[]}"#)
+        .await
+        .unwrap();
+    cloud.detach_policy("f-st000", &arn).await.unwrap();
+    cloud.attach_policy("wide-open", &arn).await.unwrap();
+    let p = plan(&cloud, &d).await;
+    assert_eq!(actions_of(&p, "st000"), ["attach_policy", "detach_policy"]);
+    repairs(&cloud, &d, &p).await;
+}
+
+#[tokio::test]
+async fn lost_key_is_a_problem_not_a_silent_second_certificate() {
+    let (cloud, tmp, d) = converged().await;
+    std::fs::remove_dir_all(tmp.path().join("st000")).unwrap();
+    let p = plan(&cloud, &d).await;
+    assert!(!p.has_changes());
+    assert_eq!(p.problems.len(), 1);
+    insta::assert_snapshot!(p.problems[0]
+        .message
+        .replace(&tmp.path().display().to_string(), "<certs>")
+        .replace(&p.problems[0].message[12..76], "<id>"));
+    // Opting in replaces it: new certificate, the old one deactivated and detached.
+    let p = plan_with(
+        &cloud,
+        &d,
+        DiffOptions {
+            replace_missing_keys: true,
+        },
+    )
+    .await;
+    assert_eq!(
+        actions_of(&p, "st000"),
+        [
+            "create_certificate",
+            "attach_thing",
+            "attach_policy",
+            "activate",
+            "deactivate",
+            "detach_policy",
+            "detach_thing"
+        ]
+    );
+    repairs(&cloud, &d, &p).await;
+}
+
+#[tokio::test]
+async fn incomplete_key_directory_is_a_problem() {
+    let (cloud, tmp, d) = converged().await;
+    std::fs::remove_file(tmp.path().join("st000").join("private.pem.key")).unwrap();
+    let p = plan(&cloud, &d).await;
+    assert_eq!(p.problems.len(), 1);
+    assert!(
+        p.problems[0].message.contains("has no private.pem.key"),
+        "{}",
+        p.problems[0].message
+    );
+}
+
+#[tokio::test]
+async fn crash_between_certificate_and_attach_is_repaired() {
+    // The certificate exists (INACTIVE) and its files are saved, nothing attached yet.
+    let tmp = tempfile::tempdir().unwrap();
+    let d = desired(tmp.path());
+    let cloud = FakeCloud::new();
+    let cert = cloud.create_keys_and_certificate().await.unwrap();
+    certstore::save_new(&tmp.path().join("st000"), &cert).unwrap();
+    let p = plan(&cloud, &d).await;
+    assert_eq!(
+        actions_of(&p, "st000"),
+        [
+            "create_thing",
+            "create_policy",
+            "attach_thing",
+            "attach_policy",
+            "activate"
+        ]
+    );
+    repairs(&cloud, &d, &p).await;
+}
+
+#[tokio::test]
+async fn foreign_thing_is_never_taken_over() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = desired(tmp.path());
+    let cloud = FakeCloud::new();
+    cloud.create_thing("st000", &BTreeMap::new()).await.unwrap();
+    let p = plan(&cloud, &d).await;
+    assert_eq!(p.problems.len(), 1);
+    assert!(
+        p.problems[0].message.contains("belongs to no fleet"),
+        "{}",
+        p.problems[0].message
+    );
+    assert!(p.changes.iter().all(|c| c.id != "st000"));
+}
