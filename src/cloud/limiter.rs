@@ -135,7 +135,7 @@ impl Limiter {
             lane.next_free = slot + Duration::from_secs_f64(1.0 / (lane.rate * lane.factor));
             slot
         };
-        tokio::time::sleep_until(slot.into()).await;
+        tokio::time::sleep_until(slot).await;
     }
 
     /// AWS throttled this API: slow it down.
