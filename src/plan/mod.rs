@@ -317,7 +317,7 @@ fn diff_identity(
         if deactivate && c.cert.status == CertStatus::Active {
             actions.push(Action::DeactivateCertificate {
                 certificate: existing(c),
-                reason: "replaced".into(),
+                reason: "not this station's certificate (the one in its key directory is)".into(),
             });
         }
         for p in &c.attached_policies {
@@ -370,6 +370,9 @@ fn diff_identity(
                 reason: format!("replaces certificate {id}, which no longer exists"),
             });
             attach_all(&mut actions, CertRef::New);
+            for other in &o.thing_certificates {
+                retire(&mut actions, other, true);
+            }
         }
         (Some(_), Some(c)) if c.cert.status == CertStatus::Revoked => {
             actions.push(Action::ArchiveLocalFiles {
@@ -382,6 +385,13 @@ fn diff_identity(
             });
             attach_all(&mut actions, CertRef::New);
             retire(&mut actions, c, false);
+            for other in o
+                .thing_certificates
+                .iter()
+                .filter(|t| t.cert.id != c.cert.id)
+            {
+                retire(&mut actions, other, true);
+            }
         }
         (Some(_), Some(c)) => {
             if !matches!(c.cert.status, CertStatus::Active | CertStatus::Inactive) {
@@ -414,6 +424,15 @@ fn diff_identity(
                     certificate: cert,
                     reason: "certificate is INACTIVE".into(),
                 });
+            }
+            // One certificate per station: any other on the thing (left by an interrupted
+            // replacement, or attached out of band) is deactivated and detached.
+            for other in o
+                .thing_certificates
+                .iter()
+                .filter(|t| t.cert.id != c.cert.id)
+            {
+                retire(&mut actions, other, true);
             }
         }
     }

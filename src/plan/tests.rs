@@ -384,3 +384,25 @@ async fn foreign_thing_is_never_taken_over() {
     );
     assert!(p.changes.iter().all(|c| c.id != "st000"));
 }
+
+#[tokio::test]
+async fn a_second_certificate_on_the_thing_is_retired() {
+    let (cloud, _tmp, d) = converged().await;
+    // An interrupted replacement (or an operator) left another ACTIVE certificate on the thing.
+    let extra = cloud.create_keys_and_certificate().await.unwrap();
+    cloud
+        .attach_thing_principal("st000", &extra.arn)
+        .await
+        .unwrap();
+    cloud.attach_policy("f-st000", &extra.arn).await.unwrap();
+    cloud
+        .set_certificate_status(&extra.id, CertStatus::Active)
+        .await
+        .unwrap();
+    let p = plan(&cloud, &d).await;
+    assert_eq!(
+        actions_of(&p, "st000"),
+        ["deactivate", "detach_policy", "detach_thing"]
+    );
+    repairs(&cloud, &d, &p).await;
+}
