@@ -119,6 +119,11 @@ pub async fn validate_offline(g: &Globals) -> Result<(Fleet, String, Desired)> {
     let desired = desired::render(&fleet, &AwsContext::new(&region, OFFLINE_ACCOUNT_ID))
         .map_err(config::ConfigError::Invalid)
         .with_context(|| format!("the policy templates of {} do not render", g.file.display()))?;
+    if !g.quiet {
+        for w in &desired.warnings {
+            eprintln!("warning: {w} (accepted: least_privilege is warn)");
+        }
+    }
     Ok((fleet, region, desired))
 }
 

@@ -55,14 +55,23 @@ pub struct Sourced<T> {
     pub location: Option<Location>,
 }
 
+/// Whether a least-privilege finding fails validation (the default) or is only reported.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LintLevel {
+    #[default]
+    Error,
+    Warn,
+}
+
 /// A station or the platform: one thing, one certificate, one policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
     pub id: String,
     pub attributes: BTreeMap<String, String>,
     pub location: Option<Location>,
-    /// The operator opted out of the wildcard check for this identity's policy.
-    pub allow_wildcards: bool,
+    /// How least-privilege findings in this identity's policy count.
+    pub least_privilege: LintLevel,
 }
 
 impl Fleet {
@@ -122,9 +131,9 @@ struct RawIdentity {
     id: Spanned<String>,
     #[serde(default)]
     attributes: BTreeMap<String, Spanned<Scalar>>,
-    /// Explicit opt-out of the least-privilege check that rejects `*` in this identity's policy.
+    /// Explicit opt-out of the least-privilege lint: `warn` reports instead of failing.
     #[serde(default)]
-    allow_wildcards: bool,
+    least_privilege: LintLevel,
 }
 
 /// An attribute value: YAML strings, numbers and booleans are all accepted as text.
@@ -343,7 +352,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Fleet, Diagnostics> {
             id,
             attributes,
             location: at,
-            allow_wildcards: raw_id.allow_wildcards,
+            least_privilege: raw_id.least_privilege,
         }
     };
     let platform = identity(&raw.platform, "platform", &mut diags);

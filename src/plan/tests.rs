@@ -34,6 +34,7 @@ fn desired(root: &Path) -> Desired {
             identity(root, "stmain", Role::Platform),
             identity(root, "st000", Role::Station),
         ],
+        warnings: Vec::new(),
     }
 }
 
