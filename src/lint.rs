@@ -50,8 +50,9 @@ impl<'a> Index<'a> {
 
     /// Identities other than `me` whose resource of `kind` the pattern matches.
     fn others(&self, kind: Kind, pattern: &str, me: &str) -> Vec<String> {
-        let exact = !pattern.contains(['*', '?'])
-            && !(kind == Kind::Filter && pattern.contains(['+', '#']));
+        let wild = pattern.contains(['*', '?']);
+        let mqtt_wild = kind == Kind::Filter && pattern.contains(['+', '#']);
+        let exact = !(wild || mqtt_wild);
         let map = match kind {
             Kind::Client => &self.clients,
             Kind::Topic | Kind::Filter => &self.topics,
