@@ -182,12 +182,27 @@ fn sourced<T: Clone>(s: &Spanned<T>) -> Sourced<T> {
 // ---------------------------------------------------------------------------
 // Loading
 
+/// Fleet files larger than this are refused (100,000 stations take about 3 MiB).
+pub const MAX_FILE_BYTES: u64 = 32 * 1024 * 1024;
+
 /// Read, parse and validate a fleet file. Every problem is reported at once.
 pub fn load(path: &Path) -> Result<Fleet, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+    let read_err = |source| ConfigError::Read {
         path: path.to_path_buf(),
         source,
-    })?;
+    };
+    let size = std::fs::metadata(path).map_err(read_err)?.len();
+    if size > MAX_FILE_BYTES {
+        return Err(ConfigError::Invalid(Diagnostics(vec![Diagnostic::new(
+            path,
+            format!(
+                "the file is {:.1} MiB; fleet files are limited to {} MiB (split the fleet into several files)",
+                size as f64 / (1024.0 * 1024.0),
+                MAX_FILE_BYTES / (1024 * 1024)
+            ),
+        )])));
+    }
+    let text = std::fs::read_to_string(path).map_err(read_err)?;
     parse(path, &text).map_err(ConfigError::Invalid)
 }
 
