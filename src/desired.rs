@@ -7,6 +7,7 @@ use minijinja::{context, Environment, UndefinedBehavior, Value};
 use serde::Serialize;
 
 use crate::config::{self, Diagnostic, Diagnostics, Fleet, Identity, LintLevel};
+use crate::keygen::KeyMethod;
 use crate::lint;
 
 /// Largest policy document AWS IoT accepts, in characters excluding white space.
@@ -51,6 +52,8 @@ pub struct Desired {
     pub identities: Vec<DesiredIdentity>,
     /// Least-privilege findings the operator accepted (`least_privilege: warn`).
     pub warnings: Vec<Diagnostic>,
+    /// How new key pairs are made.
+    pub key_method: KeyMethod,
 }
 
 /// One identity's thing, policy and certificate files.
@@ -302,6 +305,7 @@ pub fn render(fleet: &Fleet, aws: &AwsContext) -> Result<Desired, Diagnostics> {
         aws: aws.clone(),
         identities,
         warnings,
+        key_method: fleet.key_method,
     })
 }
 

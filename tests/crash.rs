@@ -170,3 +170,18 @@ async fn crash_at_every_call_of_a_repair() {
     eprintln!("repair: {points} crash points tried");
     assert!(points >= 10, "only {points} crash points");
 }
+
+#[tokio::test]
+async fn crash_at_every_call_in_csr_mode() {
+    let points = crash_everywhere("csr mode", &|_, f| {
+        Box::pin(async move {
+            f.write(
+                &f.read()
+                    .replace("  dir: certs", "  dir: certs\n  mode: csr"),
+            );
+        })
+    })
+    .await;
+    eprintln!("csr mode: {points} crash points tried");
+    assert!(points >= 20, "only {points} crash points");
+}

@@ -359,3 +359,48 @@ fn unreachable_endpoint_is_a_clear_error() {
         "{run:?}"
     );
 }
+
+#[test]
+fn csr_mode_certifies_the_local_key() {
+    let s = Sandbox::start();
+    let f = Fleet::example();
+    f.write(&f.read().replace(
+        "  dir: certs",
+        "  dir: certs\n  mode: csr\n  key_algorithm: rsa-2048",
+    ));
+    let plan = provision(Some(&s), f.dir.path(), &["plan"]);
+    assert!(
+        plan.stdout
+            .contains("local RSA 2048 key saved once to certs/st000, CSR signed by AWS IoT"),
+        "{plan:?}"
+    );
+    ok(&provision(
+        Some(&s),
+        f.dir.path(),
+        &["apply", "--auto-approve"],
+    ));
+    ok(&provision(
+        Some(&s),
+        f.dir.path(),
+        &["plan", "--detailed-exitcode"],
+    ));
+    for id in ["stmain", "st000", "st001"] {
+        let dir = f.certs().join(id);
+        let key = std::process::Command::new("openssl")
+            .args(["pkey", "-pubout", "-in"])
+            .arg(dir.join("private.pem.key"))
+            .output()
+            .unwrap();
+        let cert = std::process::Command::new("openssl")
+            .args(["x509", "-pubkey", "-noout", "-in"])
+            .arg(dir.join("certificate.pem.crt"))
+            .output()
+            .unwrap();
+        assert!(key.status.success() && cert.status.success());
+        assert_eq!(
+            key.stdout, cert.stdout,
+            "{id}: the certificate must carry the local key"
+        );
+        assert!(String::from_utf8_lossy(&key.stdout).contains("PUBLIC KEY"));
+    }
+}

@@ -15,8 +15,8 @@ use tokio::time::Instant;
 
 use super::limiter::{CallStats, Limiter};
 use super::{
-    Account, CertStatus, Certificate, Cloud, CloudError, NewCertificate, PolicyDocument,
-    PolicyVersion, Result, Secret, Thing,
+    Account, CertStatus, Certificate, Cloud, CloudError, IssuedCertificate, NewCertificate,
+    PolicyDocument, PolicyVersion, Result, Secret, Thing,
 };
 
 /// How the AWS clients are set up.
@@ -520,6 +520,23 @@ impl Cloud for AwsCloud {
                     .unwrap_or_default()
                     .to_string(),
             ),
+        })
+    }
+
+    async fn create_certificate_from_csr(&self, csr_pem: &str) -> Result<IssuedCertificate> {
+        let out = self
+            .call("CreateCertificateFromCsr", || {
+                self.iot
+                    .create_certificate_from_csr()
+                    .certificate_signing_request(csr_pem)
+                    .set_as_active(false)
+                    .send()
+            })
+            .await?;
+        Ok(IssuedCertificate {
+            id: out.certificate_id().unwrap_or_default().to_string(),
+            arn: out.certificate_arn().unwrap_or_default().to_string(),
+            certificate_pem: out.certificate_pem().unwrap_or_default().to_string(),
         })
     }
 

@@ -4,8 +4,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 use super::{
-    Account, CertStatus, Certificate, Cloud, CloudError, NewCertificate, PolicyDocument,
-    PolicyVersion, Result, Secret, Thing,
+    Account, CertStatus, Certificate, Cloud, CloudError, IssuedCertificate, NewCertificate,
+    PolicyDocument, PolicyVersion, Result, Secret, Thing,
 };
 
 #[derive(Debug, Clone)]
@@ -344,6 +344,39 @@ impl Cloud for FakeCloud {
             certificate_pem: pem,
             public_key_pem: key.public_key_pem(),
             private_key_pem: Secret::new(key.serialize_pem()),
+        })
+    }
+
+    async fn create_certificate_from_csr(&self, csr_pem: &str) -> Result<IssuedCertificate> {
+        let fail = |e: rcgen::Error| CloudError::Api {
+            operation: "CreateCertificateFromCsr",
+            code: "InvalidRequestException".into(),
+            message: e.to_string(),
+        };
+        let params = rcgen::CertificateSigningRequestParams::from_pem(csr_pem).map_err(fail)?;
+        let ca_key = rcgen::KeyPair::generate().map_err(fail)?;
+        let issuer = rcgen::Issuer::new(
+            rcgen::CertificateParams::new(Vec::<String>::new()).map_err(fail)?,
+            ca_key,
+        );
+        let pem = params.signed_by(&issuer).map_err(fail)?.pem();
+        let id = crate::certstore::fingerprint_pem(&pem).expect("rcgen writes PEM");
+        let arn = format!("arn:aws-cn:iot:{REGION}:{ACCOUNT}:cert/{id}");
+        self.with("CreateCertificateFromCsr", |s| {
+            s.certificates.insert(
+                id.clone(),
+                Certificate {
+                    id: id.clone(),
+                    arn: arn.clone(),
+                    status: CertStatus::Inactive,
+                },
+            );
+            Ok(())
+        })?;
+        Ok(IssuedCertificate {
+            id,
+            arn,
+            certificate_pem: pem,
         })
     }
 

@@ -119,6 +119,14 @@ pub struct NewCertificate {
     pub private_key_pem: Secret,
 }
 
+/// A certificate AWS IoT signed for a local key (CSR mode).
+#[derive(Debug, Clone)]
+pub struct IssuedCertificate {
+    pub id: String,
+    pub arn: String,
+    pub certificate_pem: String,
+}
+
 /// Who and where the credentials act.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Account {
@@ -228,6 +236,11 @@ pub trait Cloud: Send + Sync {
     ) -> impl Future<Output = Result<()>> + Send;
     /// Create a key pair and certificate, INACTIVE.
     fn create_keys_and_certificate(&self) -> impl Future<Output = Result<NewCertificate>> + Send;
+    /// Have AWS IoT sign a CSR; the certificate is INACTIVE.
+    fn create_certificate_from_csr(
+        &self,
+        csr_pem: &str,
+    ) -> impl Future<Output = Result<IssuedCertificate>> + Send;
     fn set_certificate_status(
         &self,
         certificate_id: &str,

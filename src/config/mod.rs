@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
+use crate::keygen::{KeyAlgorithm, KeyMethod};
+
 pub use diagnostic::{Diagnostic, Diagnostics, Location};
 
 /// Thing attribute that marks a thing as owned by a fleet; its value is the fleet name.
@@ -40,6 +42,8 @@ pub struct Fleet {
     /// Region pinned by the file, if any.
     pub region: Option<String>,
     pub certificates_dir: PathBuf,
+    /// How new key pairs are made (`certificates.mode`).
+    pub key_method: KeyMethod,
     pub station_template: Sourced<PathBuf>,
     pub platform_template: Sourced<PathBuf>,
     /// Topic name templates, by name (`up`, `down`, and any the operator adds).
@@ -116,6 +120,12 @@ struct RawFleet {
 #[serde(deny_unknown_fields)]
 struct RawCertificates {
     dir: Spanned<String>,
+    /// `aws` (CreateKeysAndCertificate, the default) or `csr` (keys generated locally).
+    #[serde(default)]
+    mode: Option<Spanned<String>>,
+    /// CSR mode only: `ec-p256` (default) or `rsa-2048`.
+    #[serde(default)]
+    key_algorithm: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -246,6 +256,42 @@ pub fn parse(path: &Path, text: &str) -> Result<Fleet, Diagnostics> {
             "certificates.dir must not be empty".into(),
             loc(&raw.certificates.dir),
         ));
+    }
+    let algorithm = match raw.certificates.key_algorithm.as_ref() {
+        None => KeyAlgorithm::EcP256,
+        Some(a) => match a.value.as_str() {
+            "ec-p256" => KeyAlgorithm::EcP256,
+            "rsa-2048" => KeyAlgorithm::Rsa2048,
+            other => {
+                diags.push(d(
+                    format!("certificates.key_algorithm {other:?} is not supported: use ec-p256 or rsa-2048"),
+                    loc(a),
+                ));
+                KeyAlgorithm::EcP256
+            }
+        },
+    };
+    let key_method = match raw.certificates.mode.as_ref() {
+        None => KeyMethod::Aws,
+        Some(m) => match m.value.as_str() {
+            "aws" => KeyMethod::Aws,
+            "csr" => KeyMethod::Csr { algorithm },
+            other => {
+                diags.push(d(
+                    format!("certificates.mode {other:?} is not supported: use aws (AWS generates the key pair) or csr (the key pair is generated here)"),
+                    loc(m),
+                ));
+                KeyMethod::Aws
+            }
+        },
+    };
+    if key_method == KeyMethod::Aws {
+        if let Some(a) = &raw.certificates.key_algorithm {
+            diags.push(d(
+                "certificates.key_algorithm applies only with `mode: csr` (AWS generates RSA 2048 keys itself)".into(),
+                loc(a),
+            ));
+        }
     }
     for (key, p) in [
         ("policies.station", &raw.policies.station),
@@ -384,6 +430,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Fleet, Diagnostics> {
     Ok(Fleet {
         path: path.to_path_buf(),
         certificates_dir: base_dir.join(&raw.certificates.dir.value),
+        key_method,
         station_template: Sourced {
             value: base_dir.join(&raw.policies.station.value),
             location: loc(&raw.policies.station),

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cloud::CertStatus;
 use crate::desired::{Desired, DesiredIdentity, Role};
+use crate::keygen::KeyMethod;
 use crate::observed::{Observed, ObservedCert, ObservedIdentity, ThingState};
 use crate::policy;
 
@@ -84,6 +85,7 @@ pub enum Action {
     CreateCertificate {
         dir: PathBuf,
         reason: String,
+        key: KeyMethod,
     },
     AttachThingPrincipal {
         thing: String,
@@ -184,7 +186,7 @@ pub fn diff(desired: &Desired, observed: &Observed, opts: DiffOptions) -> Plan {
             policy: None,
         };
         let o = observed.identities.get(&d.id).unwrap_or(&absent);
-        match diff_identity(d, o, opts) {
+        match diff_identity(d, o, opts, desired.key_method) {
             Ok(actions) if actions.is_empty() => unchanged.push(d.id.clone()),
             Ok(actions) => changes.push(IdentityPlan {
                 id: d.id.clone(),
@@ -229,6 +231,7 @@ fn diff_identity(
     d: &DesiredIdentity,
     o: &ObservedIdentity,
     opts: DiffOptions,
+    key: KeyMethod,
 ) -> Result<Vec<Action>, String> {
     let mut actions = Vec::new();
 
@@ -353,6 +356,7 @@ fn diff_identity(
             actions.push(Action::CreateCertificate {
                 dir: dir.clone(),
                 reason: "no certificate yet".into(),
+                key,
             });
             attach_all(&mut actions, CertRef::New);
             // Leftovers (inactive or revoked certificates without local files, or lost keys).
@@ -368,6 +372,7 @@ fn diff_identity(
             actions.push(Action::CreateCertificate {
                 dir: dir.clone(),
                 reason: format!("replaces certificate {id}, which no longer exists"),
+                key,
             });
             attach_all(&mut actions, CertRef::New);
             for other in &o.thing_certificates {
@@ -382,6 +387,7 @@ fn diff_identity(
             actions.push(Action::CreateCertificate {
                 dir: dir.clone(),
                 reason: format!("replaces certificate {}, which is REVOKED", c.cert.id),
+                key,
             });
             attach_all(&mut actions, CertRef::New);
             retire(&mut actions, c, false);

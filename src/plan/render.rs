@@ -154,9 +154,16 @@ fn render_action(out: &mut String, a: &Action, st: &Styles) {
         Action::ArchiveLocalFiles { dir, reason } => {
             format!("certificate replaced ({reason}); {} moves to the archive", dir.display())
         }
-        Action::CreateCertificate { dir, .. } => {
-            format!("certificate (new key pair, saved once to {})", dir.display())
-        }
+        Action::CreateCertificate { dir, key, .. } => match key {
+            crate::keygen::KeyMethod::Aws => {
+                format!("certificate (new key pair, saved once to {})", dir.display())
+            }
+            crate::keygen::KeyMethod::Csr { algorithm } => format!(
+                "certificate (local {} key saved once to {}, CSR signed by AWS IoT)",
+                algorithm.label(),
+                dir.display()
+            ),
+        },
         Action::AttachThingPrincipal { thing, certificate } => {
             format!("attach {} to thing {thing}", cert_name(certificate))
         }

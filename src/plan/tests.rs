@@ -35,6 +35,7 @@ fn desired(root: &Path) -> Desired {
             identity(root, "st000", Role::Station),
         ],
         warnings: Vec::new(),
+        key_method: Default::default(),
     }
 }
 
@@ -406,4 +407,27 @@ async fn a_second_certificate_on_the_thing_is_retired() {
         ["deactivate", "detach_policy", "detach_thing"]
     );
     repairs(&cloud, &d, &p).await;
+}
+
+#[tokio::test]
+async fn csr_mode_keeps_the_key_local_and_checks_the_certificate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut d = desired(tmp.path());
+    d.key_method = crate::keygen::KeyMethod::Csr {
+        algorithm: crate::keygen::KeyAlgorithm::EcP256,
+    };
+    let cloud = FakeCloud::new();
+    let p = plan(&cloud, &d).await;
+    assert!(render_text(&p, false).contains("local EC P-256 key saved once to"));
+    repairs(&cloud, &d, &p).await;
+    assert!(cloud
+        .calls()
+        .iter()
+        .any(|c| c == "CreateCertificateFromCsr"));
+    assert!(!cloud
+        .calls()
+        .iter()
+        .any(|c| c == "CreateKeysAndCertificate"));
+    let key = std::fs::read_to_string(tmp.path().join("st000/private.pem.key")).unwrap();
+    assert!(key.contains("BEGIN PRIVATE KEY"));
 }
