@@ -263,6 +263,17 @@ async fn run<C: Cloud>(
             let (_, arn) = resolve(certificate, new_cert)?;
             cloud.detach_thing_principal(thing, &arn).await?
         }
+        Action::DeleteCertificate { certificate } => {
+            let (id, _) = resolve(certificate, new_cert)?;
+            cloud.delete_certificate(&id).await?
+        }
+        Action::DeletePolicy { policy, versions } => {
+            for v in versions {
+                cloud.delete_policy_version(policy, v).await?;
+            }
+            cloud.delete_policy(policy).await?
+        }
+        Action::DeleteThing { thing } => cloud.delete_thing(thing).await?,
     }
     Ok(())
 }

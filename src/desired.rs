@@ -54,6 +54,8 @@ pub struct Desired {
     pub warnings: Vec<Diagnostic>,
     /// How new key pairs are made.
     pub key_method: KeyMethod,
+    /// Where identities' key directories live.
+    pub certificates_dir: PathBuf,
 }
 
 /// One identity's thing, policy and certificate files.
@@ -306,6 +308,7 @@ pub fn render(fleet: &Fleet, aws: &AwsContext) -> Result<Desired, Diagnostics> {
         identities,
         warnings,
         key_method: fleet.key_method,
+        certificates_dir: fleet.certificates_dir.clone(),
     })
 }
 

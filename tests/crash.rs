@@ -10,6 +10,7 @@ use std::process::Command;
 use common::{provision, provision_env, Fleet, Sandbox};
 
 const IDS: [&str; 3] = ["stmain", "st000", "st001"];
+const APPLY: &[&str] = &["apply", "--auto-approve"];
 
 fn pubkey(args: &[&str], file: &Path) -> String {
     let out = Command::new("openssl")
@@ -23,7 +24,7 @@ fn pubkey(args: &[&str], file: &Path) -> String {
 
 /// Every identity has exactly one ACTIVE certificate on its thing, carrying exactly its policy,
 /// whose private key is on disk and matches it; no other ACTIVE certificate exists.
-async fn check_invariants(s: &Sandbox, f: &Fleet, label: &str) {
+async fn check_invariants(s: &Sandbox, f: &Fleet, label: &str, ids: &[&str]) {
     let iot = s.iot().await;
     let certs = iot.list_certificates().page_size(250).send().await.unwrap();
     let status: BTreeMap<String, String> = certs
@@ -37,7 +38,7 @@ async fn check_invariants(s: &Sandbox, f: &Fleet, label: &str) {
         })
         .collect();
     let mut owned_active = BTreeSet::new();
-    for id in IDS {
+    for &id in ids {
         let principals = iot
             .list_thing_principals()
             .thing_name(id)
@@ -103,7 +104,7 @@ type Setup = dyn for<'a> Fn(
     &'a Fleet,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + 'a>>;
 
-async fn crash_everywhere(scenario: &str, setup: &Setup) -> u32 {
+async fn crash_everywhere(scenario: &str, args: &[&str], ids: &[&str], setup: &Setup) -> u32 {
     let s = Sandbox::start();
     for k in 1..200u32 {
         s.reset();
@@ -113,30 +114,34 @@ async fn crash_everywhere(scenario: &str, setup: &Setup) -> u32 {
         let crashed = provision_env(
             Some(&s),
             f.dir.path(),
-            &["apply", "--auto-approve"],
+            args,
             &[("PROVISION_FAULT_AFTER_CALLS", &k_str)],
         );
         let label = format!("{scenario}, crash after call {k}");
         if crashed.code == 0 {
-            check_invariants(&s, &f, &label).await;
+            check_invariants(&s, &f, &label, ids).await;
             return k - 1;
         }
         assert!(
             crashed.stderr.contains("injected fault"),
             "{label}: {crashed:?}"
         );
-        let repair = provision(Some(&s), f.dir.path(), &["apply", "--auto-approve"]);
+        let repair = provision(Some(&s), f.dir.path(), args);
         assert_eq!(repair.code, 0, "{label}: {repair:?}");
-        let plan = provision(Some(&s), f.dir.path(), &["plan", "--detailed-exitcode"]);
+        let plan = provision(
+            Some(&s),
+            f.dir.path(),
+            &["plan", "--prune", "--detailed-exitcode"],
+        );
         assert_eq!(plan.code, 0, "{label}: {plan:?}");
-        check_invariants(&s, &f, &label).await;
+        check_invariants(&s, &f, &label, ids).await;
     }
     panic!("{scenario}: apply never finished");
 }
 
 #[tokio::test]
 async fn crash_at_every_call_of_a_fresh_apply() {
-    let points = crash_everywhere("fresh fleet", &|_, _| Box::pin(async {})).await;
+    let points = crash_everywhere("fresh fleet", APPLY, &IDS, &|_, _| Box::pin(async {})).await;
     eprintln!("fresh fleet: {points} crash points tried");
     assert!(points >= 20, "only {points} crash points");
 }
@@ -144,7 +149,7 @@ async fn crash_at_every_call_of_a_fresh_apply() {
 #[tokio::test]
 async fn crash_at_every_call_of_a_repair() {
     // Converged, then drift: st000's certificate revoked (replace), st001's policy edited.
-    let points = crash_everywhere("repair", &|s, f| {
+    let points = crash_everywhere("repair", APPLY, &IDS, &|s, f| {
         Box::pin(async move {
             let run = provision(Some(s), f.dir.path(), &["apply", "--auto-approve"]);
             assert_eq!(run.code, 0, "{run:?}");
@@ -173,7 +178,7 @@ async fn crash_at_every_call_of_a_repair() {
 
 #[tokio::test]
 async fn crash_at_every_call_in_csr_mode() {
-    let points = crash_everywhere("csr mode", &|_, f| {
+    let points = crash_everywhere("csr mode", APPLY, &IDS, &|_, f| {
         Box::pin(async move {
             f.write(
                 &f.read()
@@ -184,4 +189,24 @@ async fn crash_at_every_call_in_csr_mode() {
     .await;
     eprintln!("csr mode: {points} crash points tried");
     assert!(points >= 20, "only {points} crash points");
+}
+
+#[tokio::test]
+async fn crash_at_every_call_of_a_prune() {
+    let points = crash_everywhere(
+        "prune",
+        &["apply", "--prune", "--auto-approve"],
+        &["stmain", "st000"],
+        &|s, f| {
+            Box::pin(async move {
+                let run = provision(Some(s), f.dir.path(), &["apply", "--auto-approve"]);
+                assert_eq!(run.code, 0, "{run:?}");
+                f.write(&f.read().replace("  - id: st001\n", ""));
+            })
+        },
+    )
+    .await;
+    eprintln!("prune: {points} crash points tried");
+    assert!(points >= 10, "only {points} crash points");
+    // (check_invariants also proves st001's certificate is no longer ACTIVE anywhere.)
 }

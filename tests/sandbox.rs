@@ -404,3 +404,92 @@ fn csr_mode_certifies_the_local_key() {
         assert!(String::from_utf8_lossy(&key.stdout).contains("PUBLIC KEY"));
     }
 }
+
+#[tokio::test]
+async fn removed_station_is_pruned_only_with_prune() {
+    let (s, f) = applied();
+    let id = local_cert_id(&f, "st001");
+    // An edited policy has two versions: prune must delete the old one first.
+    s.iot()
+        .await
+        .create_policy_version()
+        .policy_name("solar-sandbox-st001")
+        .policy_document(r#"{"Version":"2012-10-17","Statement":[]}"#)
+        .set_as_default(true)
+        .send()
+        .await
+        .unwrap();
+    f.write(&f.read().replace("  - id: st001\n", ""));
+    let plan = provision(Some(&s), f.dir.path(), &["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 0, "{plan:?}");
+    assert!(
+        plan.stdout
+            .contains("kept: st001. Run with --prune to delete them."),
+        "{plan:?}"
+    );
+    ok(&provision(
+        Some(&s),
+        f.dir.path(),
+        &["apply", "--auto-approve"],
+    ));
+    assert!(
+        f.certs().join("st001").exists(),
+        "nothing removed without --prune"
+    );
+
+    let plan = provision(
+        Some(&s),
+        f.dir.path(),
+        &["plan", "--prune", "--detailed-exitcode"],
+    );
+    assert_eq!(plan.code, 2, "{plan:?}");
+    assert!(plan.stdout.contains("- delete thing st001"), "{plan:?}");
+    ok(&provision(
+        Some(&s),
+        f.dir.path(),
+        &["apply", "--prune", "--auto-approve"],
+    ));
+    let iot = s.iot().await;
+    assert!(
+        iot.describe_thing()
+            .thing_name("st001")
+            .send()
+            .await
+            .is_err(),
+        "thing deleted"
+    );
+    assert!(
+        iot.get_policy()
+            .policy_name("solar-sandbox-st001")
+            .send()
+            .await
+            .is_err(),
+        "policy deleted"
+    );
+    assert!(
+        iot.describe_certificate()
+            .certificate_id(&id)
+            .send()
+            .await
+            .is_err(),
+        "certificate deleted"
+    );
+    assert!(
+        iot.describe_thing()
+            .thing_name("st000")
+            .send()
+            .await
+            .is_ok(),
+        "others kept"
+    );
+    assert!(!f.certs().join("st001").exists());
+    let archived = f.certs().join(".archive/st001");
+    let kept: Vec<_> = std::fs::read_dir(&archived).unwrap().collect();
+    assert_eq!(kept.len(), 1, "keys archived, never deleted");
+    let again = provision(
+        Some(&s),
+        f.dir.path(),
+        &["plan", "--prune", "--detailed-exitcode"],
+    );
+    assert_eq!(again.code, 0, "{again:?}");
+}

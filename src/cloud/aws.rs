@@ -600,6 +600,33 @@ impl Cloud for AwsCloud {
         .await?;
         Ok(())
     }
+
+    async fn delete_certificate(&self, certificate_id: &str) -> Result<()> {
+        self.call("DeleteCertificate", || {
+            self.iot
+                .delete_certificate()
+                .certificate_id(certificate_id)
+                .send()
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_thing(&self, name: &str) -> Result<()> {
+        self.call("DeleteThing", || {
+            self.iot.delete_thing().thing_name(name).send()
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_policy(&self, name: &str) -> Result<()> {
+        self.call("DeletePolicy", || {
+            self.iot.delete_policy().policy_name(name).send()
+        })
+        .await?;
+        Ok(())
+    }
 }
 
 fn to_btree(attrs: Option<&HashMap<String, String>>) -> BTreeMap<String, String> {

@@ -452,4 +452,71 @@ impl Cloud for FakeCloud {
             Ok(())
         })
     }
+
+    async fn delete_certificate(&self, certificate_id: &str) -> Result<()> {
+        self.with("DeleteCertificate", |s| {
+            let c = s.certificates.get(certificate_id).ok_or_else(|| {
+                api_err(
+                    "DeleteCertificate",
+                    "ResourceNotFoundException",
+                    format!("certificate {certificate_id} not found"),
+                )
+            })?;
+            if c.status == CertStatus::Active {
+                return Err(api_err(
+                    "DeleteCertificate",
+                    "CertificateStateException",
+                    "the certificate is ACTIVE".into(),
+                ));
+            }
+            let arn = c.arn.clone();
+            if s.thing_principals.values().any(|l| l.contains(&arn))
+                || s.attached.get(&arn).is_some_and(|l| !l.is_empty())
+            {
+                return Err(api_err(
+                    "DeleteCertificate",
+                    "DeleteConflictException",
+                    "the certificate is attached".into(),
+                ));
+            }
+            s.certificates.remove(certificate_id);
+            Ok(())
+        })
+    }
+
+    async fn delete_thing(&self, name: &str) -> Result<()> {
+        self.with("DeleteThing", |s| {
+            s.things.remove(name);
+            s.thing_principals.remove(name);
+            Ok(())
+        })
+    }
+
+    async fn delete_policy(&self, name: &str) -> Result<()> {
+        self.with("DeletePolicy", |s| {
+            if s.attached.values().any(|l| l.iter().any(|p| p == name)) {
+                return Err(api_err(
+                    "DeletePolicy",
+                    "DeleteConflictException",
+                    format!("policy {name} is attached"),
+                ));
+            }
+            let p = s.policies.get(name).ok_or_else(|| {
+                api_err(
+                    "DeletePolicy",
+                    "ResourceNotFoundException",
+                    format!("policy {name} not found"),
+                )
+            })?;
+            if p.versions.len() > 1 {
+                return Err(api_err(
+                    "DeletePolicy",
+                    "DeleteConflictException",
+                    format!("policy {name} has non-default versions"),
+                ));
+            }
+            s.policies.remove(name);
+            Ok(())
+        })
+    }
 }

@@ -266,4 +266,9 @@ pub trait Cloud: Send + Sync {
         policy: &str,
         principal_arn: &str,
     ) -> impl Future<Output = Result<()>> + Send;
+    /// Delete a certificate (it must be INACTIVE and attached to nothing).
+    fn delete_certificate(&self, certificate_id: &str) -> impl Future<Output = Result<()>> + Send;
+    fn delete_thing(&self, name: &str) -> impl Future<Output = Result<()>> + Send;
+    /// Delete a policy (its non-default versions must be deleted first).
+    fn delete_policy(&self, name: &str) -> impl Future<Output = Result<()>> + Send;
 }

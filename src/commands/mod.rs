@@ -48,6 +48,7 @@ impl Globals {
 #[derive(Debug, Clone, Copy)]
 pub struct ReadOptions {
     pub parallelism: usize,
+    pub prune: bool,
     pub replace_missing_keys: bool,
     pub stats: bool,
 }
@@ -155,15 +156,18 @@ pub async fn make_plan<C: Cloud>(
         .map_err(config::ConfigError::Invalid)
         .context("the policy templates do not render for this account")?;
     let bar = progress_bar(g, desired.identities.len() as u64, "reading");
-    let observed = observed::observe(cloud, &desired, read.parallelism, &|| bar.inc(1))
-        .await
-        .with_context(|| format!("cannot read the state of fleet {} from AWS", fleet.name))?;
+    let observed = observed::observe(cloud, &desired, read.parallelism, read.prune, &|| {
+        bar.inc(1)
+    })
+    .await
+    .with_context(|| format!("cannot read the state of fleet {} from AWS", fleet.name))?;
     bar.finish_and_clear();
     let plan = crate::plan::diff(
         &desired,
         &observed,
         crate::plan::DiffOptions {
             replace_missing_keys: read.replace_missing_keys,
+            prune: read.prune,
         },
     );
     Ok((desired, plan))
