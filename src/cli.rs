@@ -64,6 +64,17 @@ enum Command {
     /// Make the account match the fleet file.
     #[command(after_help = EXIT_CODES)]
     Apply(ApplyArgs),
+    /// Issue new certificates for stations and retire the old ones (old keys are archived).
+    Rotate(RotateArgs),
+}
+
+#[derive(Debug, Args)]
+struct RotateArgs {
+    /// Station to rotate (repeatable).
+    #[arg(long = "station", required = true, value_name = "ID")]
+    stations: Vec<String>,
+    #[command(flatten)]
+    apply: ApplyArgs,
 }
 
 #[derive(Debug, Args)]
@@ -142,6 +153,17 @@ pub fn run() -> anyhow::Result<Exit> {
                 read: read(a.read),
                 auto_approve: a.auto_approve,
                 json: a.json,
+            },
+        ),
+        Command::Rotate(r) => commands::rotate::run(
+            &globals,
+            &commands::rotate::RotateOptions {
+                stations: r.stations,
+                apply: commands::apply::ApplyOptions {
+                    read: read(r.apply.read),
+                    auto_approve: r.apply.auto_approve,
+                    json: r.apply.json,
+                },
             },
         ),
     }

@@ -10,7 +10,9 @@ use super::{
 };
 use crate::apply;
 use crate::certstore;
-use crate::plan;
+use crate::cloud::aws::AwsCloud;
+use crate::config::Fleet;
+use crate::plan::{self, Plan};
 
 #[derive(Debug, Clone, Copy)]
 pub struct ApplyOptions {
@@ -23,91 +25,112 @@ pub fn run(g: &Globals, opts: &ApplyOptions) -> Result<Exit> {
     runtime()?.block_on(async {
         let started = std::time::Instant::now();
         let (fleet, region, _) = validate_offline(g).await?;
-        // Before the first API call: the keys must have somewhere to go.
-        certstore::ensure_writable(&fleet.certificates_dir).with_context(|| {
-            format!(
-                "the certificates directory {} is not writable; nothing was changed",
-                fleet.certificates_dir.display()
-            )
-        })?;
-        for moved in certstore::archive_leftovers(&fleet.certificates_dir)
-            .context("cannot archive key directories left by an interrupted apply")?
-        {
-            eprintln!(
-                "note: an interrupted apply left keys of a never-activated certificate; moved them to {}",
-                moved.display()
-            );
-        }
-        if !opts.auto_approve && !std::io::stdin().is_terminal() {
-            bail!("apply asks for confirmation, but standard input is not a terminal: review the plan with `provision plan`, then run `provision apply --auto-approve`");
-        }
+        prepare_local(&fleet, opts.auto_approve)?;
         let cloud = connect(g, &region).await?;
-        let (_, plan) = make_plan(g, &cloud, &fleet, &region, &opts.read).await?;
-        if !opts.json {
-            print!("{}", plan::render_text(&plan, g.stdout_color()));
-        }
-        if !plan.has_changes() {
-            if opts.json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&serde_json::json!({"format_version": plan::FORMAT_VERSION, "plan": plan, "result": null}))?
-                );
-            }
-            return Ok(if plan.problems.is_empty() {
-                Exit::Success
-            } else {
-                Exit::Failure
-            });
-        }
-        if !opts.auto_approve {
-            eprint!("\nDo you want to perform these actions? Only 'yes' will be accepted: ");
-            std::io::stderr().flush().ok();
-            let mut answer = String::new();
-            std::io::stdin().lock().read_line(&mut answer)?;
-            if answer.trim() != "yes" {
-                bail!("apply cancelled; nothing was changed");
-            }
-        }
-        let bar = progress_bar(g, plan.changes.len() as u64, "applying");
-        let report = apply::apply(&cloud, &plan, opts.read.parallelism, &|_| bar.inc(1)).await;
-        bar.finish_and_clear();
-        let failed: Vec<_> = report.failed().collect();
-        for f in &failed {
-            eprintln!(
-                "error: station {}: stopped after {}/{} actions: {}",
-                f.id,
-                f.done,
-                f.total,
-                f.error.as_deref().unwrap_or_default()
-            );
-        }
-        let s = report.summary;
-        if opts.json {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&serde_json::json!({"format_version": plan::FORMAT_VERSION, "plan": plan, "result": report}))?
-            );
-        } else if failed.is_empty() {
-            println!(
-                "\nApply complete! Resources: {} added, {} changed, {} destroyed.",
-                s.add, s.change, s.destroy
-            );
-        } else {
-            println!(
-                "\nApply incomplete: {} station(s) failed (see errors above; run apply again to finish). Resources: {} added, {} changed, {} destroyed.",
-                failed.len(),
-                s.add,
-                s.change,
-                s.destroy
-            );
-        }
+        let (_, _, plan) = make_plan(g, &cloud, &fleet, &region, &opts.read).await?;
+        let exit = confirm_and_execute(g, &cloud, &plan, opts).await?;
         if opts.read.stats {
             print_stats(&cloud, started.elapsed());
         }
-        Ok(if failed.is_empty() && plan.problems.is_empty() {
+        Ok(exit)
+    })
+}
+
+/// Everything local that must hold before the first API call of a changing command.
+pub fn prepare_local(fleet: &Fleet, auto_approve: bool) -> Result<()> {
+    if !auto_approve && !std::io::stdin().is_terminal() {
+        bail!("this command asks for confirmation, but standard input is not a terminal: review the plan with `provision plan`, then run it again with --auto-approve");
+    }
+    // The keys must have somewhere to go.
+    certstore::ensure_writable(&fleet.certificates_dir).with_context(|| {
+        format!(
+            "the certificates directory {} is not writable; nothing was changed",
+            fleet.certificates_dir.display()
+        )
+    })?;
+    for moved in certstore::archive_leftovers(&fleet.certificates_dir)
+        .context("cannot archive key directories left by an interrupted apply")?
+    {
+        eprintln!(
+            "note: an interrupted apply left keys of a never-activated certificate; moved them to {}",
+            moved.display()
+        );
+    }
+    Ok(())
+}
+
+/// Print the plan, ask (unless --auto-approve), execute it and report. Never re-diffs.
+pub async fn confirm_and_execute(
+    g: &Globals,
+    cloud: &AwsCloud,
+    plan: &Plan,
+    opts: &ApplyOptions,
+) -> Result<Exit> {
+    if !opts.json {
+        print!("{}", plan::render_text(plan, g.stdout_color()));
+    }
+    if !plan.has_changes() {
+        if opts.json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(
+                    &serde_json::json!({"format_version": plan::FORMAT_VERSION, "plan": plan, "result": null})
+                )?
+            );
+        }
+        return Ok(if plan.problems.is_empty() {
             Exit::Success
         } else {
             Exit::Failure
-        })
+        });
+    }
+    if !opts.auto_approve {
+        eprint!("\nDo you want to perform these actions? Only 'yes' will be accepted: ");
+        std::io::stderr().flush().ok();
+        let mut answer = String::new();
+        std::io::stdin().lock().read_line(&mut answer)?;
+        if answer.trim() != "yes" {
+            bail!("cancelled; nothing was changed");
+        }
+    }
+    let bar = progress_bar(g, plan.changes.len() as u64, "applying");
+    let report = apply::apply(cloud, plan, opts.read.parallelism, &|_| bar.inc(1)).await;
+    bar.finish_and_clear();
+    let failed: Vec<_> = report.failed().collect();
+    for f in &failed {
+        eprintln!(
+            "error: station {}: stopped after {}/{} actions: {}",
+            f.id,
+            f.done,
+            f.total,
+            f.error.as_deref().unwrap_or_default()
+        );
+    }
+    let s = report.summary;
+    if opts.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({"format_version": plan::FORMAT_VERSION, "plan": plan, "result": report})
+            )?
+        );
+    } else if failed.is_empty() {
+        println!(
+            "\nApply complete! Resources: {} added, {} changed, {} destroyed.",
+            s.add, s.change, s.destroy
+        );
+    } else {
+        println!(
+            "\nApply incomplete: {} station(s) failed (see errors above; run apply again to finish). Resources: {} added, {} changed, {} destroyed.",
+            failed.len(),
+            s.add,
+            s.change,
+            s.destroy
+        );
+    }
+    Ok(if failed.is_empty() && plan.problems.is_empty() {
+        Exit::Success
+    } else {
+        Exit::Failure
     })
 }

@@ -2,6 +2,7 @@
 
 pub mod apply;
 pub mod plan;
+pub mod rotate;
 pub mod validate;
 
 use std::io::IsTerminal;
@@ -147,7 +148,7 @@ pub async fn make_plan<C: Cloud>(
     fleet: &Fleet,
     region: &str,
     read: &ReadOptions,
-) -> Result<(Desired, Plan)> {
+) -> Result<(Desired, crate::observed::Observed, Plan)> {
     let account = cloud
         .account()
         .await
@@ -170,7 +171,7 @@ pub async fn make_plan<C: Cloud>(
             prune: read.prune,
         },
     );
-    Ok((desired, plan))
+    Ok((desired, observed, plan))
 }
 
 /// A progress bar on stderr (hidden when stderr is not a terminal, or with -q).
