@@ -473,10 +473,11 @@ async fn removed_station_is_kept_without_prune_and_deleted_with_it() {
         .replace(&tmp.path().display().to_string(), "<certs>")
         .replace(short, "<id>"));
     apply_ok(&cloud, &p).await;
-    let s = cloud.state.lock().unwrap();
-    assert!(!s.things.contains_key("st000"));
-    assert_eq!(s.certificates.len(), 1, "only stmain's certificate is left");
-    drop(s);
+    {
+        let s = cloud.state.lock().unwrap();
+        assert!(!s.things.contains_key("st000"));
+        assert_eq!(s.certificates.len(), 1, "only stmain's certificate is left");
+    }
     assert!(cloud.default_document("f-st000").is_none());
     assert!(!tmp.path().join("st000").exists());
     assert!(
