@@ -120,7 +120,7 @@ pub async fn validate_offline(g: &Globals) -> Result<(Fleet, String, Desired)> {
     let region = resolve_region(g, &fleet).await?;
     let desired = desired::render(&fleet, &AwsContext::new(&region, OFFLINE_ACCOUNT_ID))
         .map_err(config::ConfigError::Invalid)
-        .with_context(|| format!("the policy templates of {} do not render", g.file.display()))?;
+        .with_context(|| format!("the policies of {} fail validation", g.file.display()))?;
     if !g.quiet {
         for w in &desired.warnings {
             eprintln!("warning: {w} (accepted: least_privilege is warn)");
