@@ -5,7 +5,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use anyhow::{bail, Context, Result};
 
 use super::{
-    connect, make_plan, print_stats, progress_bar, runtime, validate_offline, Exit, Globals,
+    connect, make_plan, print_stats, progress, runtime, validate_offline, Exit, Globals,
     ReadOptions,
 };
 use crate::apply;
@@ -14,7 +14,7 @@ use crate::cloud::aws::AwsCloud;
 use crate::config::Fleet;
 use crate::plan::{self, Plan};
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ApplyOptions {
     pub read: ReadOptions,
     pub auto_approve: bool,
@@ -26,7 +26,7 @@ pub fn run(g: &Globals, opts: &ApplyOptions) -> Result<Exit> {
         let started = std::time::Instant::now();
         let (fleet, region, _) = validate_offline(g).await?;
         prepare_local(&fleet, opts.auto_approve)?;
-        let cloud = connect(g, &region).await?;
+        let cloud = connect(g, &region, &fleet, &opts.read).await?;
         let (_, _, plan) = make_plan(g, &cloud, &fleet, &region, &opts.read).await?;
         let exit = confirm_and_execute(g, &cloud, &plan, opts).await?;
         if opts.read.stats {
@@ -93,9 +93,10 @@ pub async fn confirm_and_execute(
             bail!("cancelled; nothing was changed");
         }
     }
-    let bar = progress_bar(g, plan.changes.len() as u64, "applying");
-    let report = apply::apply(cloud, plan, opts.read.parallelism, &|_| bar.inc(1)).await;
-    bar.finish_and_clear();
+    let started = std::time::Instant::now();
+    let bar = progress(g, plan.changes.len() as u64, "applying");
+    let report = apply::apply(cloud, plan, opts.read.parallelism, &|_| bar.inc()).await;
+    bar.finish();
     let failed: Vec<_> = report.failed().collect();
     for f in &failed {
         eprintln!(
@@ -126,6 +127,16 @@ pub async fn confirm_and_execute(
             s.add,
             s.change,
             s.destroy
+        );
+    }
+    if !g.quiet {
+        eprintln!(
+            "Stations: {} changed, {} unchanged, {} failed, {} need attention; {:.1}s.",
+            report.outcomes.len() - failed.len(),
+            plan.unchanged.len(),
+            failed.len(),
+            plan.problems.len(),
+            started.elapsed().as_secs_f64()
         );
     }
     Ok(if failed.is_empty() && plan.problems.is_empty() {
