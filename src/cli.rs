@@ -79,8 +79,9 @@ struct RotateArgs {
 
 #[derive(Debug, Args)]
 struct ReadArgs {
-    /// Identities read or changed at once (API rates are paced separately).
-    #[arg(long, default_value_t = 32)]
+    /// Identities read or changed at once (each API is paced at its quota separately; enough
+    /// must be in flight to keep the fastest quota busy at AWS's latency).
+    #[arg(long, default_value_t = 128)]
     parallelism: usize,
     /// Issue a new certificate for a station whose private key is missing locally,
     /// deactivating the old one (off: such a station is reported as an error).

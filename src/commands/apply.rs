@@ -94,6 +94,7 @@ pub async fn confirm_and_execute(
         }
     }
     let started = std::time::Instant::now();
+    tracing::info!("applying {} actions", plan.action_count());
     let bar = progress(g, plan.changes.len() as u64, "applying");
     let report = apply::apply(cloud, plan, opts.read.parallelism, &|_| bar.inc()).await;
     bar.finish();

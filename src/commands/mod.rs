@@ -75,6 +75,7 @@ pub fn init_logging(g: &Globals) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_timer(tracing_subscriber::fmt::time::uptime())
         .with_writer(std::io::stderr)
         .with_ansi(g.color && std::io::stderr().is_terminal())
         .with_target(false)
@@ -137,10 +138,18 @@ pub async fn validate_offline(g: &Globals) -> Result<(Fleet, String, Desired)> {
 
 /// Connect to AWS (after everything offline has been validated), with the fleet's rate limits
 /// and the command line's overrides.
-pub async fn connect(g: &Globals, region: &str, fleet: &Fleet, read: &ReadOptions) -> Result<AwsCloud> {
+pub async fn connect(
+    g: &Globals,
+    region: &str,
+    fleet: &Fleet,
+    read: &ReadOptions,
+) -> Result<AwsCloud> {
     let mut rates = fleet.limits.rates.clone();
     for (api, rate) in &read.rates {
-        if !crate::cloud::limiter::DEFAULT_RATES.iter().any(|(k, _)| k == api) {
+        if !crate::cloud::limiter::DEFAULT_RATES
+            .iter()
+            .any(|(k, _)| k == api)
+        {
             bail!("--rate {api}={rate}: {api} is not an API provision calls");
         }
         rates.insert(api.clone(), *rate);
@@ -175,11 +184,13 @@ pub async fn make_plan<C: Cloud>(
     let desired = desired::render(fleet, &AwsContext::new(region, &account.account_id))
         .map_err(config::ConfigError::Invalid)
         .context("the policy templates do not render for this account")?;
+    tracing::info!(account = %account.account_id, "reading the account");
     let bar = progress(g, desired.identities.len() as u64, "reading");
     let observed = observed::observe(cloud, &desired, read.parallelism, read.prune, &|| bar.inc())
-    .await
-    .with_context(|| format!("cannot read the state of fleet {} from AWS", fleet.name))?;
+        .await
+        .with_context(|| format!("cannot read the state of fleet {} from AWS", fleet.name))?;
     bar.finish();
+    tracing::info!("read {} identities; diffing", desired.identities.len());
     let plan = crate::plan::diff(
         &desired,
         &observed,
@@ -213,7 +224,10 @@ impl Plain {
         let secs = self.started.elapsed().as_secs_f64();
         let rate = if secs > 0.0 { done as f64 / secs } else { 0.0 };
         let eta = if rate > 0.0 {
-            format!(", eta {:.0}s", (self.total.saturating_sub(done)) as f64 / rate)
+            format!(
+                ", eta {:.0}s",
+                (self.total.saturating_sub(done)) as f64 / rate
+            )
         } else {
             String::new()
         };
@@ -221,7 +235,11 @@ impl Plain {
             "provision: {} {done}/{} ({:.0}%), {rate:.1}/s, {secs:.0}s elapsed{eta}",
             self.phase,
             self.total,
-            if self.total > 0 { done as f64 * 100.0 / self.total as f64 } else { 100.0 }
+            if self.total > 0 {
+                done as f64 * 100.0 / self.total as f64
+            } else {
+                100.0
+            }
         )
     }
 }
@@ -264,7 +282,11 @@ fn plain_interval() -> std::time::Duration {
 /// Start showing progress for a phase of `len` items (call inside the runtime).
 pub fn progress(g: &Globals, len: u64, phase: &str) -> Progress {
     if g.quiet || len == 0 {
-        return Progress { bar: None, plain: None, ticker: None };
+        return Progress {
+            bar: None,
+            plain: None,
+            ticker: None,
+        };
     }
     if std::io::stderr().is_terminal() {
         let bar = indicatif::ProgressBar::new(len);
@@ -276,7 +298,11 @@ pub fn progress(g: &Globals, len: u64, phase: &str) -> Progress {
             .progress_chars("=> "),
         );
         bar.set_prefix(phase.to_string());
-        return Progress { bar: Some(bar), plain: None, ticker: None };
+        return Progress {
+            bar: Some(bar),
+            plain: None,
+            ticker: None,
+        };
     }
     let plain = std::sync::Arc::new(Plain {
         phase: phase.to_string(),
@@ -294,7 +320,11 @@ pub fn progress(g: &Globals, len: u64, phase: &str) -> Progress {
             p.printed.store(true, std::sync::atomic::Ordering::Relaxed);
         }
     });
-    Progress { bar: None, plain: Some(plain), ticker: Some(ticker) }
+    Progress {
+        bar: None,
+        plain: Some(plain),
+        ticker: Some(ticker),
+    }
 }
 
 /// Print per-API call counts and the floor they imply, on stderr.

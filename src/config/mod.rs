@@ -331,18 +331,37 @@ pub fn parse(path: &Path, text: &str) -> Result<Fleet, Diagnostics> {
     if let Some(l) = &raw.limits {
         if let Some(scale) = &l.rate_scale {
             if !(scale.value > 0.0 && scale.value.is_finite()) {
-                diags.push(d(format!("limits.rate_scale must be a positive number, not {}", scale.value), loc(scale)));
+                diags.push(d(
+                    format!(
+                        "limits.rate_scale must be a positive number, not {}",
+                        scale.value
+                    ),
+                    loc(scale),
+                ));
             }
             limits.rate_scale = Some(scale.value);
         }
         for (api, rate) in &l.rates {
-            if !crate::cloud::limiter::DEFAULT_RATES.iter().any(|(k, _)| k == api) {
+            if !crate::cloud::limiter::DEFAULT_RATES
+                .iter()
+                .any(|(k, _)| k == api)
+            {
                 diags.push(d(
-                    format!("limits.rates: {api:?} is not an API provision calls (known: {})", crate::cloud::limiter::DEFAULT_RATES.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(", ")),
+                    format!(
+                        "limits.rates: {api:?} is not an API provision calls (known: {})",
+                        crate::cloud::limiter::DEFAULT_RATES
+                            .iter()
+                            .map(|(k, _)| *k)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
                     loc(rate),
                 ));
             } else if !(rate.value > 0.0 && rate.value.is_finite()) {
-                diags.push(d(format!("limits.rates.{api} must be a positive number of requests per second"), loc(rate)));
+                diags.push(d(
+                    format!("limits.rates.{api} must be a positive number of requests per second"),
+                    loc(rate),
+                ));
             }
             limits.rates.insert(api.clone(), rate.value);
         }
