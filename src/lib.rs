@@ -14,3 +14,4 @@ pub mod desired;
 pub mod observed;
 pub mod plan;
 pub mod policy;
+pub mod verify;

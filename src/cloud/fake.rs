@@ -419,4 +419,15 @@ impl Cloud for FakeCloud {
             Ok(())
         })
     }
+
+    async fn describe_endpoint(&self, endpoint_type: &str) -> Result<String> {
+        self.with("DescribeEndpoint", |_| match endpoint_type {
+            "iot:Data-ATS" => Ok(format!("fakeendpoint00-ats.iot.{REGION}.amazonaws.com.cn")),
+            other => Err(api_err(
+                "DescribeEndpoint",
+                "InvalidRequestException",
+                format!("unsupported endpoint type {other}"),
+            )),
+        })
+    }
 }

@@ -10,13 +10,16 @@ use super::{
 };
 use crate::apply;
 use crate::certstore;
+use crate::desired::Role;
 use crate::plan;
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ApplyOptions {
     pub read: ReadOptions,
     pub auto_approve: bool,
     pub json: bool,
+    /// `--verify`: after applying, verify the stations that changed.
+    pub verify: Option<super::verify::VerifyOptions>,
 }
 
 pub fn run(g: &Globals, opts: &ApplyOptions) -> Result<Exit> {
@@ -34,11 +37,14 @@ pub fn run(g: &Globals, opts: &ApplyOptions) -> Result<Exit> {
             bail!("apply asks for confirmation, but standard input is not a terminal: review the plan with `provision plan`, then run `provision apply --auto-approve`");
         }
         let cloud = connect(g, &region).await?;
-        let (_, plan) = make_plan(g, &cloud, &fleet, &region, &opts.read).await?;
+        let (desired, plan) = make_plan(g, &cloud, &fleet, &region, &opts.read).await?;
         if !opts.json {
             print!("{}", plan::render_text(&plan, g.stdout_color()));
         }
         if !plan.has_changes() {
+            if opts.verify.is_some() && !g.quiet {
+                eprintln!("Nothing changed, so nothing to verify (run `provision verify` to check every station).");
+            }
             if opts.json {
                 println!(
                     "{}",
@@ -74,29 +80,54 @@ pub fn run(g: &Globals, opts: &ApplyOptions) -> Result<Exit> {
             );
         }
         let s = report.summary;
+        // apply --verify: the stations that changed (all of them when the platform did).
+        let verified = match &opts.verify {
+            Some(v) if failed.is_empty() => {
+                let changed: Vec<String> = if plan.changes.iter().any(|c| c.role == Role::Platform) {
+                    Vec::new()
+                } else {
+                    plan.changes.iter().map(|c| c.id.clone()).collect()
+                };
+                let selected = super::verify::select(&desired, &changed, g)?;
+                Some(super::verify::verify_stations(g, Some(&cloud), &fleet, &desired, selected, v).await?)
+            }
+            Some(_) => {
+                eprintln!("error: not verifying: apply did not finish");
+                None
+            }
+            None => None,
+        };
         if opts.json {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&serde_json::json!({"format_version": plan::FORMAT_VERSION, "plan": plan, "result": report}))?
-            );
-        } else if failed.is_empty() {
-            println!(
-                "\nApply complete! Resources: {} added, {} changed, {} destroyed.",
-                s.add, s.change, s.destroy
-            );
+            let mut out = serde_json::json!({"format_version": plan::FORMAT_VERSION, "plan": plan, "result": report});
+            if let Some(v) = &verified {
+                out["verify"] = serde_json::to_value(v)?;
+            }
+            println!("{}", serde_json::to_string_pretty(&out)?);
         } else {
-            println!(
-                "\nApply incomplete: {} station(s) failed (see errors above; run apply again to finish). Resources: {} added, {} changed, {} destroyed.",
-                failed.len(),
-                s.add,
-                s.change,
-                s.destroy
-            );
+            if failed.is_empty() {
+                println!(
+                    "\nApply complete! Resources: {} added, {} changed, {} destroyed.",
+                    s.add, s.change, s.destroy
+                );
+            } else {
+                println!(
+                    "\nApply incomplete: {} station(s) failed (see errors above; run apply again to finish). Resources: {} added, {} changed, {} destroyed.",
+                    failed.len(),
+                    s.add,
+                    s.change,
+                    s.destroy
+                );
+            }
+            if let Some(v) = &verified {
+                println!();
+                super::verify::print_report(v, false)?;
+            }
         }
         if opts.read.stats {
             print_stats(&cloud, started.elapsed());
         }
-        Ok(if failed.is_empty() && plan.problems.is_empty() {
+        let verify_ok = verified.as_ref().is_none_or(|v| v.passed());
+        Ok(if failed.is_empty() && plan.problems.is_empty() && verify_ok {
             Exit::Success
         } else {
             Exit::Failure
