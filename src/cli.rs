@@ -117,12 +117,19 @@ struct VerifyArgs {
     json: bool,
 }
 
-fn verify_options(m: MqttArgs, stations: Vec<String>, parallelism: usize, json: bool) -> anyhow::Result<commands::verify::VerifyOptions> {
+fn verify_options(
+    m: MqttArgs,
+    stations: Vec<String>,
+    parallelism: usize,
+    json: bool,
+) -> anyhow::Result<commands::verify::VerifyOptions> {
     let secs = |name: &str, v: f64| {
         if v.is_finite() && v > 0.0 && v <= 3600.0 {
             Ok(std::time::Duration::from_secs_f64(v))
         } else {
-            Err(anyhow::anyhow!("--{name} {v}: expected a number of seconds between 0 and 3600"))
+            Err(anyhow::anyhow!(
+                "--{name} {v}: expected a number of seconds between 0 and 3600"
+            ))
         }
     };
     Ok(commands::verify::VerifyOptions {

@@ -255,8 +255,6 @@ pub trait Cloud: Send + Sync {
     ) -> impl Future<Output = Result<()>> + Send;
 
     /// The account's endpoint host name of this type (`iot:Data-ATS` for MQTT devices).
-    fn describe_endpoint(
-        &self,
-        endpoint_type: &str,
-    ) -> impl Future<Output = Result<String>> + Send;
+    fn describe_endpoint(&self, endpoint_type: &str)
+        -> impl Future<Output = Result<String>> + Send;
 }

@@ -53,8 +53,10 @@ pub fn run(g: &Globals, opts: &VerifyOptions) -> Result<Exit> {
         let selected = select(&desired, &opts.stations, g)?;
         // The endpoint needs AWS only when neither --endpoint nor a custom domain names it.
         let report = if opts.endpoint.is_some() || custom_domain(&fleet).is_some() {
-            verify_stations::<crate::cloud::aws::AwsCloud>(g, None, &fleet, &desired, selected, opts)
-                .await?
+            verify_stations::<crate::cloud::aws::AwsCloud>(
+                g, None, &fleet, &desired, selected, opts,
+            )
+            .await?
         } else {
             let cloud = connect(g, &region).await?;
             verify_stations(g, Some(&cloud), &fleet, &desired, selected, opts).await?
@@ -92,7 +94,10 @@ pub fn select(desired: &Desired, asked: &[String], g: &Globals) -> Result<Vec<St
     let mut out = Vec::new();
     for id in asked {
         if !stations.contains(&id.as_str()) {
-            let platform = desired.identities.iter().any(|i| i.role == Role::Platform && &i.id == id);
+            let platform = desired
+                .identities
+                .iter()
+                .any(|i| i.role == Role::Platform && &i.id == id);
             if platform {
                 bail!("{id} is the platform in {}; verify checks stations (the platform takes part in every station's round trip)", g.file.display());
             }
@@ -145,20 +150,20 @@ pub async fn verify_stations<C: Cloud>(
         .iter()
         .map(|r| parse_resolve(r))
         .collect::<Result<Vec<_>>>()?;
-    let roots = verify::tls::root_store(opts.ca_file.as_deref()).with_context(|| match &opts.ca_file {
-        Some(p) => format!("cannot use {} as the CA file", p.display()),
-        None => "cannot load Amazon Root CA 1".into(),
-    })?;
+    let roots =
+        verify::tls::root_store(opts.ca_file.as_deref()).with_context(|| match &opts.ca_file {
+            Some(p) => format!("cannot use {} as the CA file", p.display()),
+            None => "cannot load Amazon Root CA 1".into(),
+        })?;
     let (host, source) = if let Some(h) = &opts.endpoint {
         (h.clone(), "--endpoint".to_string())
     } else if let Some(d) = custom_domain(fleet) {
         (d, "custom domain".to_string())
     } else {
         let cloud = cloud.expect("a cloud when no endpoint is given");
-        let h = cloud
-            .describe_endpoint(DATA_ATS)
-            .await
-            .with_context(|| format!("cannot look up the fleet's MQTT endpoint (DescribeEndpoint {DATA_ATS})"))?;
+        let h = cloud.describe_endpoint(DATA_ATS).await.with_context(|| {
+            format!("cannot look up the fleet's MQTT endpoint (DescribeEndpoint {DATA_ATS})")
+        })?;
         (h, format!("DescribeEndpoint {DATA_ATS}"))
     };
     let host = host.to_ascii_lowercase();

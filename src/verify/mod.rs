@@ -58,7 +58,9 @@ pub struct Spec {
 /// Failures that stop the whole run.
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
-    #[error("cannot reach the MQTT endpoint {target}, so nothing was verified (likely cause: {hint})")]
+    #[error(
+        "cannot reach the MQTT endpoint {target}, so nothing was verified (likely cause: {hint})"
+    )]
     Unreachable {
         target: String,
         hint: String,
@@ -259,14 +261,48 @@ pub async fn run(spec: Spec) -> Result<Report, VerifyError> {
         platform_problem,
     });
 
+    // Phase 1: each station's own connection: round trip, topic confinement.
     let ids = shared.spec.selected.clone();
-    let mut reports: Vec<StationReport> = futures::stream::iter(ids.into_iter().map(|id| {
-        let shared = shared.clone();
-        async move { verify_station(&shared, &id).await }
-    }))
-    .buffer_unordered(shared.spec.parallelism.max(1))
-    .collect()
-    .await;
+    let phase1: Vec<(StationReport, Option<Arc<rustls::ClientConfig>>)> =
+        futures::stream::iter(ids.into_iter().map(|id| {
+            let shared = shared.clone();
+            async move { verify_station(&shared, &id).await }
+        }))
+        .buffer_unordered(shared.spec.parallelism.max(1))
+        .collect()
+        .await;
+    // Phase 2, once every station has disconnected: connecting with another station's client
+    // id. Were it wrongly accepted, the broker would drop that station's own connection
+    // (newest wins), so it must not overlap with phase 1.
+    let mut reports: Vec<StationReport> =
+        futures::stream::iter(phase1.into_iter().map(|(mut r, config)| {
+            let shared = shared.clone();
+            async move {
+                let spec = &shared.spec;
+                let me = spec
+                    .stations
+                    .iter()
+                    .find(|s| s.id == r.id)
+                    .expect("fleet station");
+                r.probes.push(match (config, peer(spec, &r.id)) {
+                    (Some(config), Some(peer)) => connect_as_other(spec, config, me, peer).await,
+                    (None, Some(_)) => ProbeResult::skipped(
+                        Probe::ConnectAsOtherClient,
+                        format!("not run: {}'s TLS identity cannot be loaded", r.id),
+                    ),
+                    (_, None) => ProbeResult::skipped(
+                        Probe::ConnectAsOtherClient,
+                        "no other station in the fleet to test confinement against".into(),
+                    ),
+                });
+                r.ok = r.probes.iter().all(|p| p.status != Status::Fail)
+                    && r.probes[0].status == Status::Ok;
+                r
+            }
+        }))
+        .buffer_unordered(shared.spec.parallelism.max(1))
+        .collect()
+        .await;
     let order: Vec<&str> = shared.spec.selected.iter().map(String::as_str).collect();
     reports.sort_by_key(|r| order.iter().position(|id| *id == r.id));
 
@@ -404,7 +440,10 @@ fn peer<'a>(spec: &'a Spec, id: &str) -> Option<&'a Station> {
     (n > 1).then(|| &spec.stations[(i + 1) % n])
 }
 
-async fn verify_station(shared: &Shared, id: &str) -> StationReport {
+async fn verify_station(
+    shared: &Shared,
+    id: &str,
+) -> (StationReport, Option<Arc<rustls::ClientConfig>>) {
     let spec = &shared.spec;
     let me = spec
         .stations
@@ -426,26 +465,27 @@ async fn verify_station(shared: &Shared, id: &str) -> StationReport {
             ));
             None
         }
-        Ok(config) => match session::connect(&spec.target, config.clone(), id, spec.timeout).await
-        {
-            Ok(s) => {
-                probes.push(ProbeResult::ok(
-                    Probe::Connect,
-                    Some(0),
-                    format!("connected as client id {id} with its certificate"),
-                ));
-                Some(s)
+        Ok(config) => {
+            match session::connect(&spec.target, config.clone(), id, spec.timeout).await {
+                Ok(s) => {
+                    probes.push(ProbeResult::ok(
+                        Probe::Connect,
+                        Some(0),
+                        format!("connected as client id {id} with its certificate"),
+                    ));
+                    Some(s)
+                }
+                Err(e) => {
+                    probes.push(ProbeResult::fail(
+                        Probe::Connect,
+                        e.reason_code(),
+                        format!("cannot connect as {id}: {e}"),
+                        report::connect_cause(&e, id),
+                    ));
+                    None
+                }
             }
-            Err(e) => {
-                probes.push(ProbeResult::fail(
-                    Probe::Connect,
-                    e.reason_code(),
-                    format!("cannot connect as {id}: {e}"),
-                    report::connect_cause(&e, id),
-                ));
-                None
-            }
-        },
+        }
     };
 
     match &session {
@@ -479,29 +519,15 @@ async fn verify_station(shared: &Shared, id: &str) -> StationReport {
             }
         }
     }
-    match (&config, &peer) {
-        (Ok(config), Some(peer)) => {
-            probes.push(connect_as_other(spec, config.clone(), &me, peer).await);
-        }
-        (Err(_), Some(_)) => probes.push(ProbeResult::skipped(
-            Probe::ConnectAsOtherClient,
-            format!("not run: {id}'s TLS identity cannot be loaded"),
-        )),
-        (_, None) => probes.push(ProbeResult::skipped(
-            Probe::ConnectAsOtherClient,
-            "no other station in the fleet to test confinement against".into(),
-        )),
-    }
     if let Some(s) = session {
         s.disconnect().await;
     }
-    let ok = probes.iter().all(|p| p.status != Status::Fail)
-        && probes[0].status == Status::Ok;
-    StationReport {
+    let report = StationReport {
         id: id.to_string(),
-        ok,
+        ok: false,
         probes,
-    }
+    };
+    (report, config.ok())
 }
 
 fn no_platform(shared: &Shared, probe: Probe) -> ProbeResult {
@@ -515,6 +541,26 @@ fn no_platform(shared: &Shared, probe: Probe) -> ProbeResult {
             .clone()
             .unwrap_or_else(|| format!("the platform {pid} could not connect")),
     )
+}
+
+/// A connection that ended mid-probe proves nothing: MQTT 5 brokers answer a denied action with
+/// a reason code (AWS IoT and mosquitto: 135) and keep the connection.
+fn closed_cause(id: &str) -> String {
+    format!("the connection ended before the broker answered, so the probe is inconclusive: another client connected with client id {id} (the broker keeps only the newest), or the broker went away")
+}
+
+/// When an expected message did not arrive: was it the connection?
+fn not_received(
+    probe: Probe,
+    code: Option<u8>,
+    detail: String,
+    closed: Option<String>,
+    cause: String,
+) -> ProbeResult {
+    match closed {
+        Some(why) => ProbeResult::fail(probe, code, format!("{detail}; {why}"), "the connection ended during the probe: another client connected with the same client id (the broker keeps only the newest), or the broker went away".into()),
+        None => ProbeResult::fail(probe, code, detail, cause),
+    }
 }
 
 fn secs(d: Duration) -> String {
@@ -543,7 +589,7 @@ async fn uplink(shared: &Shared, s: &Session, me: &Station) -> ProbeResult {
                     format!("published to {} (PUBACK {c}); {pid} received it", me.up),
                 )
             } else {
-                ProbeResult::fail(
+                not_received(
                     Probe::Uplink,
                     Some(c),
                     format!(
@@ -551,16 +597,25 @@ async fn uplink(shared: &Shared, s: &Session, me: &Station) -> ProbeResult {
                         me.up,
                         secs(spec.timeout)
                     ),
+                    platform.closed(),
                     format!("the platform's policy does not allow iot:Receive on topic/{}, or its subscription does not cover the topic", me.up),
                 )
             }
         }
-        ack => report::ack_failure(Probe::Uplink, &ack, &me.id, "publish to", &me.up, spec.timeout, || {
-            format!(
+        ack => report::ack_failure(
+            Probe::Uplink,
+            &ack,
+            &me.id,
+            "publish to",
+            &me.up,
+            spec.timeout,
+            || {
+                format!(
                 "{}'s certificate is not attached to a policy that allows iot:Publish on topic/{}",
                 me.id, me.up
             )
-        }),
+            },
+        ),
     }
 }
 
@@ -573,26 +628,40 @@ async fn downlink(shared: &Shared, s: &Session, me: &Station) -> ProbeResult {
     match s.subscribe(&me.down, spec.timeout).await {
         Ack::Code(c) if codes::is_success(c) => {}
         ack => {
-            return report::ack_failure(Probe::Downlink, &ack, &me.id, "subscribe to", &me.down, spec.timeout, || {
-                format!(
+            return report::ack_failure(
+                Probe::Downlink,
+                &ack,
+                &me.id,
+                "subscribe to",
+                &me.down,
+                spec.timeout,
+                || {
+                    format!(
                     "{}'s certificate is not attached to a policy that allows iot:Subscribe on topicfilter/{}",
                     me.id, me.down
                 )
-            })
+                },
+            )
         }
     }
     let payload = nonce(&me.id, "downlink");
     let mut rx = s.listen();
-    match platform.publish(&me.down, payload.clone(), spec.timeout).await {
+    match platform
+        .publish(&me.down, payload.clone(), spec.timeout)
+        .await
+    {
         Ack::Code(c) if codes::is_success(c) => {
             if session::received(&mut rx, &me.down, &payload, spec.timeout).await {
                 ProbeResult::ok(
                     Probe::Downlink,
                     Some(c),
-                    format!("{pid} published to {} (PUBACK {c}); {} received it", me.down, me.id),
+                    format!(
+                        "{pid} published to {} (PUBACK {c}); {} received it",
+                        me.down, me.id
+                    ),
                 )
             } else {
-                ProbeResult::fail(
+                not_received(
                     Probe::Downlink,
                     Some(c),
                     format!(
@@ -601,6 +670,7 @@ async fn downlink(shared: &Shared, s: &Session, me: &Station) -> ProbeResult {
                         me.id,
                         secs(spec.timeout)
                     ),
+                    s.closed(),
                     format!(
                         "{}'s policy does not allow iot:Receive on topic/{}",
                         me.id, me.down
@@ -608,16 +678,29 @@ async fn downlink(shared: &Shared, s: &Session, me: &Station) -> ProbeResult {
                 )
             }
         }
-        ack => report::ack_failure(Probe::Downlink, &ack, pid, "publish to", &me.down, spec.timeout, || {
-            format!(
-                "the platform {pid}'s policy does not allow iot:Publish on topic/{}",
-                me.down
-            )
-        }),
+        ack => report::ack_failure(
+            Probe::Downlink,
+            &ack,
+            pid,
+            "publish to",
+            &me.down,
+            spec.timeout,
+            || {
+                format!(
+                    "the platform {pid}'s policy does not allow iot:Publish on topic/{}",
+                    me.down
+                )
+            },
+        ),
     }
 }
 
-async fn publish_to_other(shared: &Shared, s: &Session, me: &Station, peer: &Station) -> ProbeResult {
+async fn publish_to_other(
+    shared: &Shared,
+    s: &Session,
+    me: &Station,
+    peer: &Station,
+) -> ProbeResult {
     let spec = &shared.spec;
     let probe = Probe::PublishToOtherUplink;
     let topic = &peer.up;
@@ -637,10 +720,11 @@ async fn publish_to_other(shared: &Shared, s: &Session, me: &Station, peer: &Sta
             )
         }
         Ack::Closed(why) => {
-            return ProbeResult::ok(
+            return ProbeResult::fail(
                 probe,
                 None,
-                format!("publish to {}'s uplink {topic} refused: {why}", peer.id),
+                format!("publish to {}'s uplink {topic}: no PUBACK, {why}", peer.id),
+                closed_cause(&me.id),
             )
         }
         Ack::Code(c) => format!("accepted (PUBACK {c})"),
@@ -684,7 +768,12 @@ async fn publish_to_other(shared: &Shared, s: &Session, me: &Station, peer: &Sta
     }
 }
 
-async fn subscribe_to_other(shared: &Shared, s: &Session, me: &Station, peer: &Station) -> ProbeResult {
+async fn subscribe_to_other(
+    shared: &Shared,
+    s: &Session,
+    me: &Station,
+    peer: &Station,
+) -> ProbeResult {
     let spec = &shared.spec;
     let probe = Probe::SubscribeToOtherDownlink;
     let topic = &peer.down;
@@ -702,10 +791,14 @@ async fn subscribe_to_other(shared: &Shared, s: &Session, me: &Station, peer: &S
             )
         }
         Ack::Closed(why) => {
-            return ProbeResult::ok(
+            return ProbeResult::fail(
                 probe,
                 None,
-                format!("subscription to {}'s downlink {topic} refused: {why}", peer.id),
+                format!(
+                    "subscription to {}'s downlink {topic}: no SUBACK, {why}",
+                    peer.id
+                ),
+                closed_cause(&me.id),
             )
         }
         Ack::Code(c) => Some(c),

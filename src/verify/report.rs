@@ -147,7 +147,11 @@ pub fn render_text(r: &Report) -> String {
             s.id,
             if s.ok { "ok" } else { "FAIL" }
         );
-        let _ = writeln!(out, "  {:<20} {:<6} {:>4}  detail", "probe", "result", "code");
+        let _ = writeln!(
+            out,
+            "  {:<20} {:<6} {:>4}  detail",
+            "probe", "result", "code"
+        );
         for p in &s.probes {
             let code = p.reason_code.map(|c| c.to_string()).unwrap_or("-".into());
             let _ = writeln!(
@@ -159,7 +163,11 @@ pub fn render_text(r: &Report) -> String {
                 p.detail
             );
             if let Some(cause) = &p.cause {
-                let _ = writeln!(out, "  {:<20} {:<6} {:>4}  likely cause: {cause}", "", "", "");
+                let _ = writeln!(
+                    out,
+                    "  {:<20} {:<6} {:>4}  likely cause: {cause}",
+                    "", "", ""
+                );
             }
         }
     }

@@ -334,7 +334,11 @@ pub async fn connect(
 }
 
 /// Run the event loop: match acknowledgements to waiters, fan messages out.
-async fn drive(mut eventloop: EventLoop, pending: Arc<Mutex<Pending>>, messages: broadcast::Sender<Message>) {
+async fn drive(
+    mut eventloop: EventLoop,
+    pending: Arc<Mutex<Pending>>,
+    messages: broadcast::Sender<Message>,
+) {
     loop {
         match eventloop.poll().await {
             Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
@@ -350,13 +354,21 @@ async fn drive(mut eventloop: EventLoop, pending: Arc<Mutex<Pending>>, messages:
                 }
             }
             Ok(Event::Incoming(Packet::PubAck(ack))) => {
-                let w = pending.lock().expect("pending lock").publish_by_pkid.remove(&ack.pkid);
+                let w = pending
+                    .lock()
+                    .expect("pending lock")
+                    .publish_by_pkid
+                    .remove(&ack.pkid);
                 if let Some(w) = w {
                     let _ = w.send(Ack::Code(codes::puback(&ack.reason)));
                 }
             }
             Ok(Event::Incoming(Packet::SubAck(ack))) => {
-                let w = pending.lock().expect("pending lock").subscribe_by_pkid.remove(&ack.pkid);
+                let w = pending
+                    .lock()
+                    .expect("pending lock")
+                    .subscribe_by_pkid
+                    .remove(&ack.pkid);
                 if let Some(w) = w {
                     let code = ack.return_codes.first().map(codes::suback).unwrap_or(0x80);
                     let _ = w.send(Ack::Code(code));

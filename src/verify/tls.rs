@@ -147,7 +147,11 @@ pub fn client_config(
 mod tests {
     use super::*;
 
-    fn identity(dir: &Path, cert: &rcgen::CertifiedKey<rcgen::KeyPair>, key_pem: &str) -> IdentityFiles {
+    fn identity(
+        dir: &Path,
+        cert: &rcgen::CertifiedKey<rcgen::KeyPair>,
+        key_pem: &str,
+    ) -> IdentityFiles {
         std::fs::write(dir.join(certstore::CERTIFICATE_FILE), cert.cert.pem()).unwrap();
         std::fs::write(dir.join(certstore::PRIVATE_KEY_FILE), key_pem).unwrap();
         IdentityFiles::in_dir(dir)
