@@ -56,7 +56,7 @@ impl Sandbox {
             .arg("--state-dir")
             .arg(state.path())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(state.path().join("sandbox.stderr")).unwrap())
             .spawn()
             .expect("start scripts/sandbox.py");
         let mut line = String::new();
@@ -66,7 +66,11 @@ impl Sandbox {
         let url = line
             .trim()
             .strip_prefix("READY ")
-            .unwrap_or_else(|| panic!("sandbox did not start: {line:?}"))
+            .unwrap_or_else(|| {
+                let log = std::fs::read_to_string(state.path().join("sandbox.stderr"))
+                    .unwrap_or_default();
+                panic!("sandbox did not start: {line:?}; its stderr:\n{log}")
+            })
             .to_string();
         Sandbox { child, url, state }
     }
