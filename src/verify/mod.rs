@@ -564,12 +564,7 @@ fn not_received(
 }
 
 fn secs(d: Duration) -> String {
-    let s = d.as_secs_f64();
-    if s.fract() == 0.0 {
-        format!("{s:.0}s")
-    } else {
-        format!("{s:.1}s")
-    }
+    format!("{}s", session::seconds(d))
 }
 
 async fn uplink(shared: &Shared, s: &Session, me: &Station) -> ProbeResult {

@@ -90,7 +90,7 @@ pub fn ack_failure(
             None,
             format!(
                 "{who} got no {packet} for {what} {topic} within {}s",
-                timeout.as_secs()
+                super::session::seconds(timeout)
             ),
             "the broker is slow or overloaded, or the connection stalled".into(),
         ),
@@ -184,4 +184,55 @@ pub fn render_text(r: &Report) -> String {
         }
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::*;
+    use super::*;
+
+    #[test]
+    fn text_report_is_a_table_per_station_with_causes() {
+        let report = Report {
+            format_version: FORMAT_VERSION,
+            fleet: "solar-sandbox".into(),
+            endpoint: EndpointReport {
+                host: "abc-ats.iot.cn-northwest-1.amazonaws.com.cn".into(),
+                port: 443,
+                address: Some("10.0.0.5".into()),
+                source: "DescribeEndpoint iot:Data-ATS".into(),
+                alpn: Some("x-amzn-mqtt-ca".into()),
+            },
+            platform: PlatformReport {
+                id: "stmain".into(),
+                connected: true,
+                ok: true,
+                subscriptions: vec![SubscriptionResult {
+                    filter: "device/station/up/+".into(),
+                    reason_code: Some(1),
+                    ok: true,
+                }],
+                problem: None,
+            },
+            stations: vec![StationReport {
+                id: "st000".into(),
+                ok: false,
+                probes: vec![
+                    ProbeResult::fail(
+                        Probe::Connect,
+                        Some(135),
+                        "cannot connect as st000: the broker refused the connection: CONNACK 135 (Not authorized)".into(),
+                        connect_cause(&ConnectError::Refused { code: 135 }, "st000"),
+                    ),
+                    ProbeResult::skipped(Probe::Uplink, "not run: st000 could not connect".into()),
+                ],
+            }],
+            summary: Summary {
+                stations: 1,
+                passed: 0,
+                failed: 1,
+            },
+        };
+        insta::assert_snapshot!(render_text(&report));
+    }
 }

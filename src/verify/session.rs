@@ -52,7 +52,7 @@ pub enum ConnectError {
     #[error("nothing accepts connections at {addr}: {message}")]
     Tcp { addr: String, message: String },
     #[error("no TCP connection to {addr} within {secs}s")]
-    TcpTimeout { addr: String, secs: u64 },
+    TcpTimeout { addr: String, secs: String },
     /// The server's certificate was not accepted by us.
     #[error("the server's certificate was not accepted: {message}")]
     ServerCertificate { message: String },
@@ -60,7 +60,7 @@ pub enum ConnectError {
     #[error("the TLS handshake failed: {message}")]
     Tls { message: String },
     #[error("no TLS handshake within {secs}s (is this an MQTT over TLS port?)")]
-    TlsTimeout { secs: u64 },
+    TlsTimeout { secs: String },
     /// CONNACK with a failure reason code.
     #[error("the broker refused the connection: CONNACK {code} ({})", codes::name(*code))]
     Refused { code: u8 },
@@ -69,7 +69,7 @@ pub enum ConnectError {
     #[error("the broker closed the connection before CONNACK{}", tls.as_ref().map(|t| format!(": {t}")).unwrap_or_default())]
     Closed { tls: Option<String> },
     #[error("no CONNACK within {secs}s")]
-    ConnackTimeout { secs: u64 },
+    ConnackTimeout { secs: String },
 }
 
 impl ConnectError {
@@ -177,6 +177,16 @@ impl Drop for SocketDir {
     }
 }
 
+/// Seconds for messages: "10", "0.5".
+pub fn seconds(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s.fract() == 0.0 {
+        format!("{s:.0}")
+    } else {
+        format!("{s:.1}")
+    }
+}
+
 async fn resolve(target: &Target) -> Result<Vec<SocketAddr>, ConnectError> {
     let host = target.address.as_deref().unwrap_or(&target.host);
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, target.port))
@@ -210,7 +220,7 @@ pub async fn open_tls(
         Err(_) => {
             return Err(ConnectError::TcpTimeout {
                 addr: shown,
-                secs: timeout.as_secs(),
+                secs: seconds(timeout),
             })
         }
         Ok(Err(e)) => {
@@ -228,7 +238,7 @@ pub async fn open_tls(
     })?;
     match tokio::time::timeout(timeout, TlsConnector::from(config).connect(name, tcp)).await {
         Err(_) => Err(ConnectError::TlsTimeout {
-            secs: timeout.as_secs(),
+            secs: seconds(timeout),
         }),
         Ok(Ok(s)) => Ok(s),
         Ok(Err(e)) => Err(classify_tls(&e)),
@@ -293,7 +303,7 @@ pub async fn connect(
     let first = tokio::time::timeout(timeout, eventloop.poll()).await;
     let refused = match first {
         Err(_) => Some(ConnectError::ConnackTimeout {
-            secs: timeout.as_secs(),
+            secs: seconds(timeout),
         }),
         Ok(Ok(Event::Incoming(Packet::ConnAck(ack)))) if ack.code == ConnectReturnCode::Success => {
             None
@@ -305,7 +315,7 @@ pub async fn connect(
             code: codes::connack(&code),
         }),
         Ok(Err(ConnectionError::Timeout(_))) => Some(ConnectError::ConnackTimeout {
-            secs: timeout.as_secs(),
+            secs: seconds(timeout),
         }),
         Ok(other) => {
             // Give the bridge a moment to record why TLS ended.
