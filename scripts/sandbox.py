@@ -315,8 +315,13 @@ def apply_moto_patches(ca: LocalCA, acm_validation_wait: float) -> None:
                 "The certificate signing request uses an unsupported key type or size."
             )
         pem = ca.issue_device_cert(pub, req.subject)
+        # setAsActive arrives as the query string "false"/"true"; moto passes the string on, and
+        # "false" is truthy, so the certificate came out ACTIVE.  AWS honours setAsActive=false
+        # (an INACTIVE certificate), which provision relies on for crash safety.
+        if isinstance(set_as_active, str):
+            set_as_active = set_as_active.strip().lower() == "true"
         return self.register_certificate(
-            pem, ca_certificate_pem=None, set_as_active=set_as_active, status="INACTIVE"
+            pem, ca_certificate_pem=None, set_as_active=bool(set_as_active), status="INACTIVE"
         )
 
     iot_models.IoTBackend.create_certificate_from_csr = create_certificate_from_csr

@@ -155,6 +155,15 @@ class SandboxTest(unittest.TestCase):
         self.assertEqual(cert.subject, subject)
         assert_signed_by(cert, load_ca(self.dir))
         self.assertEqual(r["certificateId"], der_id(r["certificatePem"]))
+        status = lambda cid: self.iot.describe_certificate(certificateId=cid)["certificateDescription"]["status"]
+        self.assertEqual(status(r["certificateId"]), "ACTIVE")
+        # setAsActive=false must give an INACTIVE certificate, as on AWS.
+        key2 = ec.generate_private_key(ec.SECP256R1())
+        csr2 = x509.CertificateSigningRequestBuilder().subject_name(subject).sign(key2, hashes.SHA256())
+        r2 = self.iot.create_certificate_from_csr(
+            certificateSigningRequest=csr2.public_bytes(serialization.Encoding.PEM).decode(),
+            setAsActive=False)
+        self.assertEqual(status(r2["certificateId"]), "INACTIVE")
         with self.assertRaises(ClientError) as e:
             self.iot.create_certificate_from_csr(certificateSigningRequest="not a csr")
         self.assertEqual(e.exception.response["Error"]["Code"], "InvalidRequestException")

@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use crate::certstore;
 use crate::cloud::{CertStatus, Cloud, CloudError};
+use crate::keygen::{KeyMethod, LocalKey};
 use crate::plan::{Action, CertRef, Effect, IdentityPlan, Plan, Summary};
 use crate::policy;
 
@@ -23,6 +24,10 @@ pub enum ApplyError {
     },
     #[error("the plan refers to a new certificate before creating one")]
     NoNewCertificate,
+    #[error(transparent)]
+    Keygen(#[from] crate::keygen::KeygenError),
+    #[error("certificate {id} returned by CreateCertificateFromCsr does not certify the local key; it stays INACTIVE and attached to nothing")]
+    WrongKey { id: String },
 }
 
 /// What happened to one identity.
@@ -182,13 +187,46 @@ async fn run<C: Cloud>(
                 tracing::info!("archived {} to {}", dir.display(), to.display());
             }
         }
-        Action::CreateCertificate { dir, .. } => {
+        Action::CreateCertificate {
+            dir,
+            key: KeyMethod::Aws,
+            ..
+        } => {
             // Created INACTIVE; the key is on disk before the certificate is attached or activated.
             let cert = cloud.create_keys_and_certificate().await?;
             certstore::save_new(dir, &cert).map_err(|source| ApplyError::Unsaved {
                 id: cert.id.clone(),
                 source,
             })?;
+            *new_cert = Some((cert.id, cert.arn));
+        }
+        Action::CreateCertificate {
+            dir,
+            key: KeyMethod::Csr { algorithm },
+            ..
+        } => {
+            // The key is generated and saved first; only the CSR leaves the machine.
+            let key = LocalKey::generate(*algorithm)?;
+            let tag = format!("csr{}", std::process::id());
+            let staging = certstore::Staging::begin(dir, &tag)?;
+            staging.write_private_key(&key.private_pem())?;
+            staging.write(certstore::PUBLIC_KEY_FILE, &key.public_pem())?;
+            let id = dir
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default();
+            let cert = cloud
+                .create_certificate_from_csr(&key.request(&id)?)
+                .await?;
+            if !key.is_certified_by(&cert.certificate_pem) {
+                return Err(ApplyError::WrongKey { id: cert.id });
+            }
+            staging
+                .finish(&cert.certificate_pem)
+                .map_err(|source| ApplyError::Unsaved {
+                    id: cert.id.clone(),
+                    source,
+                })?;
             *new_cert = Some((cert.id, cert.arn));
         }
         Action::AttachThingPrincipal { thing, certificate } => {
@@ -225,6 +263,17 @@ async fn run<C: Cloud>(
             let (_, arn) = resolve(certificate, new_cert)?;
             cloud.detach_thing_principal(thing, &arn).await?
         }
+        Action::DeleteCertificate { certificate } => {
+            let (id, _) = resolve(certificate, new_cert)?;
+            cloud.delete_certificate(&id).await?
+        }
+        Action::DeletePolicy { policy, versions } => {
+            for v in versions {
+                cloud.delete_policy_version(policy, v).await?;
+            }
+            cloud.delete_policy(policy).await?
+        }
+        Action::DeleteThing { thing } => cloud.delete_thing(thing).await?,
     }
     Ok(())
 }

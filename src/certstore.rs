@@ -108,62 +108,122 @@ fn create_private_dir_all(dir: &Path) -> Result<(), StoreError> {
 
 /// Write a new certificate's files into `dir` (which must not exist yet), atomically.
 pub fn save_new(dir: &Path, cert: &NewCertificate) -> Result<(), StoreError> {
-    if dir.exists() {
-        return Err(StoreError::Exists {
-            path: dir.to_path_buf(),
-        });
-    }
-    let parent = dir.parent().unwrap_or(Path::new("."));
-    create_private_dir_all(parent)?;
-    let name = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_default();
-    let staging = parent.join(format!(
-        ".{name}.staging-{}-{}",
-        std::process::id(),
-        cert.id.get(..12).unwrap_or(&cert.id)
-    ));
-    if staging.exists() {
-        // Left by an earlier crash of this very process id: it never held a renamed key.
-        fs::remove_dir_all(&staging).map_err(io_err(&staging))?;
-    }
-    create_private_dir_all(&staging)?;
-    write_new(
-        &staging.join(PRIVATE_KEY_FILE),
-        cert.private_key_pem.expose(),
-        0o600,
-    )?;
-    write_new(
-        &staging.join(CERTIFICATE_FILE),
-        &cert.certificate_pem,
-        0o644,
-    )?;
-    write_new(&staging.join(PUBLIC_KEY_FILE), &cert.public_key_pem, 0o644)?;
-    write_new(&staging.join(ROOT_CA_FILE), AMAZON_ROOT_CA_1, 0o644)?;
-    sync_dir(&staging)?;
-    // rename(2) fails on a non-empty target: an identity directory is never replaced.
-    fs::rename(&staging, dir).map_err(|e| {
-        if e.kind() == io::ErrorKind::DirectoryNotEmpty || e.kind() == io::ErrorKind::AlreadyExists
-        {
-            StoreError::Exists {
+    let staging = Staging::begin(dir, &cert.id)?;
+    staging.write_private_key(&cert.private_key_pem)?;
+    staging.write(PUBLIC_KEY_FILE, &cert.public_key_pem)?;
+    staging.finish(&cert.certificate_pem)
+}
+
+/// An identity directory being assembled beside its final place (`.<id>.staging-<pid>-<tag>`),
+/// renamed into place only when complete.
+pub struct Staging {
+    path: PathBuf,
+    target: PathBuf,
+}
+
+/// Prefix-free marker in staging directory names.
+const STAGING_MARK: &str = ".staging-";
+
+impl Staging {
+    /// Start a directory for `dir`, which must not exist yet.
+    pub fn begin(dir: &Path, tag: &str) -> Result<Self, StoreError> {
+        if dir.exists() {
+            return Err(StoreError::Exists {
                 path: dir.to_path_buf(),
-            }
-        } else {
-            StoreError::Io {
-                path: dir.to_path_buf(),
-                source: e,
-            }
+            });
         }
-    })?;
-    sync_dir(parent)?;
-    Ok(())
+        let parent = dir.parent().unwrap_or(Path::new("."));
+        create_private_dir_all(parent)?;
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        let path = parent.join(format!(
+            ".{name}{STAGING_MARK}{}-{}",
+            std::process::id(),
+            tag.get(..12).unwrap_or(tag)
+        ));
+        if path.exists() {
+            // Left by an earlier process with our pid: its key never reached its place.
+            archive(&path)?;
+        }
+        create_private_dir_all(&path)?;
+        Ok(Self {
+            path,
+            target: dir.to_path_buf(),
+        })
+    }
+
+    /// The private key, first and alone: mode 0600, created new, fsynced.
+    pub fn write_private_key(&self, key: &crate::cloud::Secret) -> Result<(), StoreError> {
+        write_new(&self.path.join(PRIVATE_KEY_FILE), key.expose(), 0o600)?;
+        sync_dir(&self.path)
+    }
+
+    pub fn write(&self, file: &str, content: &str) -> Result<(), StoreError> {
+        write_new(&self.path.join(file), content, 0o644)
+    }
+
+    /// Add the certificate and the root CA, then move the directory into place.
+    pub fn finish(self, certificate_pem: &str) -> Result<(), StoreError> {
+        self.write(CERTIFICATE_FILE, certificate_pem)?;
+        self.write(ROOT_CA_FILE, AMAZON_ROOT_CA_1)?;
+        sync_dir(&self.path)?;
+        // rename(2) fails on a non-empty target: an identity directory is never replaced.
+        fs::rename(&self.path, &self.target).map_err(|e| {
+            if e.kind() == io::ErrorKind::DirectoryNotEmpty
+                || e.kind() == io::ErrorKind::AlreadyExists
+            {
+                StoreError::Exists {
+                    path: self.target.clone(),
+                }
+            } else {
+                StoreError::Io {
+                    path: self.target.clone(),
+                    source: e,
+                }
+            }
+        })?;
+        sync_dir(self.target.parent().unwrap_or(Path::new(".")))
+    }
+}
+
+/// Move staging directories left by interrupted runs into the archive (they hold keys of
+/// certificates that were never attached or activated; keys are never deleted).
+pub fn archive_leftovers(root: &Path) -> Result<Vec<PathBuf>, StoreError> {
+    let mut moved = Vec::new();
+    let entries = match fs::read_dir(root) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(moved),
+        Err(e) => {
+            return Err(StoreError::Io {
+                path: root.to_path_buf(),
+                source: e,
+            })
+        }
+    };
+    for entry in entries {
+        let entry = entry.map_err(io_err(root))?;
+        let name = entry.file_name().to_string_lossy().to_string();
+        if name.starts_with('.') && name.contains(STAGING_MARK) {
+            moved.push(archive(&entry.path())?);
+        }
+    }
+    Ok(moved)
 }
 
 /// Move an identity's directory to `<root>/.archive/<id>/<unix-time>`; returns the new place.
 pub fn archive(dir: &Path) -> Result<PathBuf, StoreError> {
     let parent = dir.parent().unwrap_or(Path::new("."));
-    let name = dir.file_name().map(|n| n.to_owned()).unwrap_or_default();
+    let full = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    // `.st000.staging-…` archives under `st000` too.
+    let name = match full.split_once(STAGING_MARK) {
+        Some((id, _)) => id.trim_start_matches('.').to_string(),
+        None => full,
+    };
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -278,6 +338,21 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(leftovers.len(), 1, "{leftovers:?}");
+    }
+
+    #[test]
+    fn leftover_staging_is_archived_not_deleted() {
+        let tmp = tempfile::tempdir().unwrap();
+        let staging = Staging::begin(&tmp.path().join("st000"), "abc").unwrap();
+        staging
+            .write_private_key(&crate::cloud::Secret::new("k".into()))
+            .unwrap();
+        drop(staging); // the process "crashed" before finish
+        let moved = archive_leftovers(tmp.path()).unwrap();
+        assert_eq!(moved.len(), 1);
+        assert!(moved[0].starts_with(tmp.path().join(ARCHIVE_DIR).join("st000")));
+        assert!(moved[0].join(PRIVATE_KEY_FILE).exists());
+        assert!(!tmp.path().join("st000").exists());
     }
 
     #[test]

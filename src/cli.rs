@@ -157,6 +157,9 @@ struct ReadArgs {
     /// Print API calls per API and the time floor they imply (stderr).
     #[arg(long)]
     stats: bool,
+    /// Delete stations this fleet owns that are no longer in the file (their keys are archived).
+    #[arg(long)]
+    prune: bool,
 }
 
 #[derive(Debug, Args)]
@@ -205,6 +208,7 @@ pub fn run() -> anyhow::Result<Exit> {
         parallelism: r.parallelism,
         replace_missing_keys: r.replace_missing_keys,
         stats: r.stats,
+        prune: r.prune,
     };
     match cli.command {
         Command::Validate => commands::validate::run(&globals),

@@ -6,8 +6,9 @@ use std::path::PathBuf;
 use minijinja::{context, Environment, UndefinedBehavior, Value};
 use serde::Serialize;
 
-use crate::config::{self, Diagnostic, Diagnostics, Fleet, Identity};
-use crate::policy;
+use crate::config::{self, Diagnostic, Diagnostics, Fleet, Identity, LintLevel};
+use crate::keygen::KeyMethod;
+use crate::lint;
 
 /// Largest policy document AWS IoT accepts, in characters excluding white space.
 pub const MAX_POLICY_CHARS: usize = 2048;
@@ -49,6 +50,12 @@ pub struct Desired {
     pub aws: AwsContext,
     /// The platform first, then the stations in file order.
     pub identities: Vec<DesiredIdentity>,
+    /// Least-privilege findings the operator accepted (`least_privilege: warn`).
+    pub warnings: Vec<Diagnostic>,
+    /// How new key pairs are made.
+    pub key_method: KeyMethod,
+    /// Where identities' key directories live.
+    pub certificates_dir: PathBuf,
 }
 
 /// One identity's thing, policy and certificate files.
@@ -236,17 +243,6 @@ pub fn render(fleet: &Fleet, aws: &AwsContext) -> Result<Desired, Diagnostics> {
         };
         match check_policy_text(&text) {
             Ok(policy) => {
-                if role == Role::Station && !identity.allow_wildcards {
-                    for finding in policy::wildcards(&policy) {
-                        let key = format!("{key} {}", finding.replace(&identity.id, "<id>"));
-                        report(
-                            &mut diags,
-                            Diagnostic::new(path, format!("{finding}; least privilege forbids `*` in a station's policy (set `allow_wildcards: true` on the station to opt out)"))
-                                .station(&identity.id),
-                            key,
-                        );
-                    }
-                }
                 let mut attributes = identity.attributes.clone();
                 attributes.insert(config::OWNER_ATTRIBUTE.to_string(), fleet.name.clone());
                 identities.push(DesiredIdentity {
@@ -266,6 +262,36 @@ pub fn render(fleet: &Fleet, aws: &AwsContext) -> Result<Desired, Diagnostics> {
             ),
         }
     }
+    // Least privilege, judged on what every policy renders to.
+    let mut warnings = Vec::new();
+    if diags.0.is_empty() {
+        let by_id: HashMap<&str, &Identity> =
+            fleet.identities().map(|i| (i.id.as_str(), i)).collect();
+        for finding in lint::check(&identities) {
+            let identity = by_id[finding.station.as_str()];
+            let template = fleet.station_template.value.display();
+            let d = Diagnostic::new(
+                &fleet.path,
+                format!("its policy ({template}) {}", finding.message),
+            )
+            .at(identity.location)
+            .station(&finding.station);
+            match identity.least_privilege {
+                LintLevel::Error => {
+                    let key = format!("lint {}", finding.message.replace(&finding.station, "<id>"));
+                    report(
+                        &mut diags,
+                        Diagnostic {
+                            message: format!("{}; least privilege forbids this (set `least_privilege: warn` on the station to accept it)", d.message),
+                            ..d
+                        },
+                        key,
+                    );
+                }
+                LintLevel::Warn => warnings.push(d),
+            }
+        }
+    }
     let repeated: usize = seen_errors.values().map(|n| n - 1).sum();
     if repeated > 0 {
         diags.0.push(Diagnostic::new(
@@ -280,6 +306,9 @@ pub fn render(fleet: &Fleet, aws: &AwsContext) -> Result<Desired, Diagnostics> {
         fleet: fleet.name.clone(),
         aws: aws.clone(),
         identities,
+        warnings,
+        key_method: fleet.key_method,
+        certificates_dir: fleet.certificates_dir.clone(),
     })
 }
 

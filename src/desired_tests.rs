@@ -129,11 +129,11 @@ fn wildcards_in_station_policy_are_errors_unless_opted_out() {
     let opted = FLEET
         .replace(
             "  - id: st001\n",
-            "  - id: st001\n    allow_wildcards: true\n",
+            "  - id: st001\n    least_privilege: warn\n",
         )
         .replace(
             "    attributes: { site: plant-a }\n",
-            "    attributes: { site: plant-a }\n    allow_wildcards: true\n",
+            "    attributes: { site: plant-a }\n    least_privilege: warn\n",
         );
     assert!(s.render(&opted, "eu-west-1").is_ok());
 }
@@ -170,4 +170,30 @@ fn ten_thousand_stations_render() {
     let d = s.render(&text, "eu-west-1").unwrap();
     assert_eq!(d.identities.len(), 10_001);
     assert!(Path::new(&d.identities[10_000].cert_dir).ends_with("certs/st09999"));
+}
+
+#[test]
+fn connect_as_other_stations_is_caught_and_can_be_accepted_as_a_warning() {
+    // The research notes' station policy: Connect on client/stmain, client/st000 and client/st001.
+    let notes = r#"{"Version":"2012-10-17","Statement":[
+      {"Effect":"Allow","Action":"iot:Publish","Resource":"arn:{{ aws.partition }}:iot:{{ aws.region }}:*:topic/{{ topics.up }}"},
+      {"Effect":"Allow","Action":"iot:Connect","Resource":[
+        "arn:{{ aws.partition }}:iot:{{ aws.region }}:*:client/stmain",
+        "arn:{{ aws.partition }}:iot:{{ aws.region }}:*:client/st000",
+        "arn:{{ aws.partition }}:iot:{{ aws.region }}:*:client/st001"]}]}"#;
+    let s = Setup::new(notes, PLATFORM);
+    let e = s.errors(FLEET);
+    assert!(e.contains("stations.yaml:13:9: station st000: its policy (station.json.j2) statement 2 lets it connect as client id stmain of stmain"), "{e}");
+    assert!(e.contains("least privilege forbids this"), "{e}");
+    let accepted = FLEET
+        .replace(
+            "    attributes: { site: plant-a }\n",
+            "    attributes: { site: plant-a }\n    least_privilege: warn\n",
+        )
+        .replace(
+            "  - id: st001\n",
+            "  - id: st001\n    least_privilege: warn\n",
+        );
+    let d = s.render(&accepted, "cn-northwest-1").unwrap();
+    assert_eq!(d.warnings.len(), 4, "{:?}", d.warnings);
 }

@@ -11,6 +11,8 @@ pub mod cloud;
 pub mod commands;
 pub mod config;
 pub mod desired;
+pub mod keygen;
+pub mod lint;
 pub mod observed;
 pub mod plan;
 pub mod policy;

@@ -66,6 +66,24 @@ pub struct ObservedIdentity {
 #[derive(Debug, Clone, Default)]
 pub struct Observed {
     pub identities: BTreeMap<String, ObservedIdentity>,
+    /// Things this fleet owns that the file no longer lists, by name.
+    pub orphans: Vec<Orphan>,
+}
+
+/// An owned thing that is not in the fleet file (a removed station). Its details are read only
+/// when pruning.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Orphan {
+    pub name: String,
+    /// Read only when pruning.
+    pub details: Option<OrphanDetails>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrphanDetails {
+    pub certificates: Vec<ObservedCert>,
+    /// The fleet's policy for this station (`<fleet>-<id>`), with its version ids.
+    pub policy: Option<(String, Vec<PolicyVersion>)>,
 }
 
 /// Read what the account holds for `desired`, with at most `parallelism` identities in flight
@@ -74,6 +92,7 @@ pub async fn observe<C: Cloud>(
     cloud: &C,
     desired: &Desired,
     parallelism: usize,
+    prune: bool,
     on_progress: &(dyn Fn() + Sync),
 ) -> Result<Observed, ObserveError> {
     let (owned, certificates, policies) = tokio::try_join!(
@@ -108,8 +127,33 @@ pub async fn observe<C: Cloud>(
         .buffer_unordered(parallelism.max(1))
         .try_collect()
         .await?;
+    let wanted: HashSet<&str> = desired.identities.iter().map(|d| d.id.as_str()).collect();
+    let mut orphan_names: Vec<&String> = owned
+        .keys()
+        .filter(|n| !wanted.contains(n.as_str()))
+        .collect();
+    orphan_names.sort();
+    let orphans: Vec<Orphan> = stream::iter(orphan_names)
+        .map(|name| {
+            let ctx = &ctx;
+            async move {
+                let details = if prune {
+                    Some(ctx.orphan_details(name).await?)
+                } else {
+                    None
+                };
+                Ok::<_, ObserveError>(Orphan {
+                    name: name.clone(),
+                    details,
+                })
+            }
+        })
+        .buffered(parallelism.max(1))
+        .try_collect()
+        .await?;
     Ok(Observed {
         identities: identities.into_iter().collect(),
+        orphans,
     })
 }
 
@@ -175,6 +219,26 @@ impl<C: Cloud> Ctx<'_, C> {
             thing_certificates,
             local_certificate,
             local,
+            policy,
+        })
+    }
+
+    async fn orphan_details(&self, name: &str) -> cloud::Result<OrphanDetails> {
+        let mut certificates = Vec::new();
+        for arn in self.cloud.list_thing_principals(name).await? {
+            if let Some(c) = self.by_arn.get(arn.as_str()) {
+                certificates.push(self.with_policies(c).await?);
+            }
+        }
+        let policy_name = crate::config::policy_name(self.fleet, name);
+        let policy = if self.policies.contains(&policy_name) {
+            let versions = self.cloud.list_policy_versions(&policy_name).await?;
+            Some((policy_name, versions))
+        } else {
+            None
+        };
+        Ok(OrphanDetails {
+            certificates,
             policy,
         })
     }

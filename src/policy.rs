@@ -1,4 +1,4 @@
-//! IoT policy documents: semantic comparison, readable rendering and the station wildcard check.
+//! IoT policy documents: semantic comparison and readable rendering.
 
 use serde_json::Value;
 
@@ -52,74 +52,6 @@ pub fn to_pretty(doc: &Value) -> String {
     serde_json::to_string_pretty(doc).expect("a JSON value always serializes")
 }
 
-/// Statements that allow `*` where a station's policy must name its own resources:
-/// `Action: "*"`/`"iot:*"`, `Resource: "*"`, or a `*`/`?` in the resource part of an ARN
-/// (the account field may be `*`; it cannot reach outside the account).
-pub fn wildcards(doc: &Value) -> Vec<String> {
-    let mut found = Vec::new();
-    let stmts = match doc.get("Statement") {
-        Some(Value::Array(a)) => a.clone(),
-        Some(other) => vec![other.clone()],
-        None => return found,
-    };
-    for (i, stmt) in stmts.iter().enumerate() {
-        if stmt.get("Effect").and_then(Value::as_str) != Some("Allow") {
-            continue;
-        }
-        let strings = |key: &str| -> Vec<String> {
-            match stmt.get(key) {
-                Some(Value::String(s)) => vec![s.clone()],
-                Some(Value::Array(a)) => a
-                    .iter()
-                    .filter_map(|v| v.as_str().map(str::to_string))
-                    .collect(),
-                _ => Vec::new(),
-            }
-        };
-        for action in strings("Action") {
-            if action.contains('*') {
-                found.push(format!("statement {} allows action {action:?}", i + 1));
-            }
-        }
-        if stmt.get("NotAction").is_some() || stmt.get("NotResource").is_some() {
-            found.push(format!(
-                "statement {} uses NotAction/NotResource, which allows everything not listed",
-                i + 1
-            ));
-        }
-        for resource in strings("Resource") {
-            if let Some(part) = wildcard_part(&resource) {
-                found.push(format!(
-                    "statement {} allows resource {resource:?} ({part})",
-                    i + 1
-                ));
-            }
-        }
-    }
-    found
-}
-
-fn wildcard_part(resource: &str) -> Option<&'static str> {
-    if resource == "*" {
-        return Some("every resource");
-    }
-    // arn:partition:service:region:account:type/name
-    let parts: Vec<&str> = resource.splitn(6, ':').collect();
-    if parts.len() == 6 {
-        if parts[5].contains('*') || parts[5].contains('?') {
-            return Some("a wildcard in the resource name");
-        }
-        if parts[2].contains('*') || parts[3].contains('*') {
-            return Some("a wildcard in the service or region");
-        }
-        None
-    } else if resource.contains('*') || resource.contains('?') {
-        Some("a wildcard")
-    } else {
-        None
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,19 +76,5 @@ mod tests {
         let a = json!({"Statement":[{"Effect":"Allow","Action":"iot:Connect","Resource":"client/st000"}]});
         let b = json!({"Statement":[{"Effect":"Allow","Action":"iot:Connect","Resource":"client/st001"}]});
         assert!(!equivalent(&a, &b));
-    }
-
-    #[test]
-    fn wildcards_are_found() {
-        let doc = json!({"Statement":[
-            {"Effect":"Allow","Action":"iot:*","Resource":"*"},
-            {"Effect":"Allow","Action":"iot:Connect","Resource":"arn:aws:iot:eu-west-1:*:client/st000"},
-            {"Effect":"Allow","Action":"iot:Publish","Resource":"arn:aws:iot:eu-west-1:1:topic/up/*"}
-        ]});
-        let found = wildcards(&doc);
-        assert_eq!(found.len(), 3, "{found:?}");
-        assert!(found[0].contains("iot:*"));
-        assert!(found[1].contains("every resource"));
-        assert!(found[2].contains("topic/up/*"));
     }
 }

@@ -359,3 +359,137 @@ fn unreachable_endpoint_is_a_clear_error() {
         "{run:?}"
     );
 }
+
+#[test]
+fn csr_mode_certifies_the_local_key() {
+    let s = Sandbox::start();
+    let f = Fleet::example();
+    f.write(&f.read().replace(
+        "  dir: certs",
+        "  dir: certs\n  mode: csr\n  key_algorithm: rsa-2048",
+    ));
+    let plan = provision(Some(&s), f.dir.path(), &["plan"]);
+    assert!(
+        plan.stdout
+            .contains("local RSA 2048 key saved once to certs/st000, CSR signed by AWS IoT"),
+        "{plan:?}"
+    );
+    ok(&provision(
+        Some(&s),
+        f.dir.path(),
+        &["apply", "--auto-approve"],
+    ));
+    ok(&provision(
+        Some(&s),
+        f.dir.path(),
+        &["plan", "--detailed-exitcode"],
+    ));
+    for id in ["stmain", "st000", "st001"] {
+        let dir = f.certs().join(id);
+        let key = std::process::Command::new("openssl")
+            .args(["pkey", "-pubout", "-in"])
+            .arg(dir.join("private.pem.key"))
+            .output()
+            .unwrap();
+        let cert = std::process::Command::new("openssl")
+            .args(["x509", "-pubkey", "-noout", "-in"])
+            .arg(dir.join("certificate.pem.crt"))
+            .output()
+            .unwrap();
+        assert!(key.status.success() && cert.status.success());
+        assert_eq!(
+            key.stdout, cert.stdout,
+            "{id}: the certificate must carry the local key"
+        );
+        assert!(String::from_utf8_lossy(&key.stdout).contains("PUBLIC KEY"));
+    }
+}
+
+#[tokio::test]
+async fn removed_station_is_pruned_only_with_prune() {
+    let (s, f) = applied();
+    let id = local_cert_id(&f, "st001");
+    // An edited policy has two versions: prune must delete the old one first.
+    s.iot()
+        .await
+        .create_policy_version()
+        .policy_name("solar-sandbox-st001")
+        .policy_document(r#"{"Version":"2012-10-17","Statement":[]}"#)
+        .set_as_default(true)
+        .send()
+        .await
+        .unwrap();
+    f.write(&f.read().replace("  - id: st001\n", ""));
+    let plan = provision(Some(&s), f.dir.path(), &["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 0, "{plan:?}");
+    assert!(
+        plan.stdout
+            .contains("kept: st001. Run with --prune to delete them."),
+        "{plan:?}"
+    );
+    ok(&provision(
+        Some(&s),
+        f.dir.path(),
+        &["apply", "--auto-approve"],
+    ));
+    assert!(
+        f.certs().join("st001").exists(),
+        "nothing removed without --prune"
+    );
+
+    let plan = provision(
+        Some(&s),
+        f.dir.path(),
+        &["plan", "--prune", "--detailed-exitcode"],
+    );
+    assert_eq!(plan.code, 2, "{plan:?}");
+    assert!(plan.stdout.contains("- delete thing st001"), "{plan:?}");
+    ok(&provision(
+        Some(&s),
+        f.dir.path(),
+        &["apply", "--prune", "--auto-approve"],
+    ));
+    let iot = s.iot().await;
+    assert!(
+        iot.describe_thing()
+            .thing_name("st001")
+            .send()
+            .await
+            .is_err(),
+        "thing deleted"
+    );
+    assert!(
+        iot.get_policy()
+            .policy_name("solar-sandbox-st001")
+            .send()
+            .await
+            .is_err(),
+        "policy deleted"
+    );
+    assert!(
+        iot.describe_certificate()
+            .certificate_id(&id)
+            .send()
+            .await
+            .is_err(),
+        "certificate deleted"
+    );
+    assert!(
+        iot.describe_thing()
+            .thing_name("st000")
+            .send()
+            .await
+            .is_ok(),
+        "others kept"
+    );
+    assert!(!f.certs().join("st001").exists());
+    let archived = f.certs().join(".archive/st001");
+    let kept: Vec<_> = std::fs::read_dir(&archived).unwrap().collect();
+    assert_eq!(kept.len(), 1, "keys archived, never deleted");
+    let again = provision(
+        Some(&s),
+        f.dir.path(),
+        &["plan", "--prune", "--detailed-exitcode"],
+    );
+    assert_eq!(again.code, 0, "{again:?}");
+}

@@ -15,8 +15,8 @@ use tokio::time::Instant;
 
 use super::limiter::{CallStats, Limiter};
 use super::{
-    Account, CertStatus, Certificate, Cloud, CloudError, NewCertificate, PolicyDocument,
-    PolicyVersion, Result, Secret, Thing,
+    Account, CertStatus, Certificate, Cloud, CloudError, IssuedCertificate, NewCertificate,
+    PolicyDocument, PolicyVersion, Result, Secret, Thing,
 };
 
 /// How the AWS clients are set up.
@@ -523,6 +523,23 @@ impl Cloud for AwsCloud {
         })
     }
 
+    async fn create_certificate_from_csr(&self, csr_pem: &str) -> Result<IssuedCertificate> {
+        let out = self
+            .call("CreateCertificateFromCsr", || {
+                self.iot
+                    .create_certificate_from_csr()
+                    .certificate_signing_request(csr_pem)
+                    .set_as_active(false)
+                    .send()
+            })
+            .await?;
+        Ok(IssuedCertificate {
+            id: out.certificate_id().unwrap_or_default().to_string(),
+            arn: out.certificate_arn().unwrap_or_default().to_string(),
+            certificate_pem: out.certificate_pem().unwrap_or_default().to_string(),
+        })
+    }
+
     async fn set_certificate_status(&self, certificate_id: &str, status: CertStatus) -> Result<()> {
         let status = CertificateStatus::from(status.as_str());
         self.call("UpdateCertificate", || {
@@ -600,6 +617,33 @@ impl Cloud for AwsCloud {
                 code: "EmptyResponse".into(),
                 message: format!("no {endpoint_type} endpoint address in the answer"),
             })
+    }
+
+    async fn delete_certificate(&self, certificate_id: &str) -> Result<()> {
+        self.call("DeleteCertificate", || {
+            self.iot
+                .delete_certificate()
+                .certificate_id(certificate_id)
+                .send()
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_thing(&self, name: &str) -> Result<()> {
+        self.call("DeleteThing", || {
+            self.iot.delete_thing().thing_name(name).send()
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_policy(&self, name: &str) -> Result<()> {
+        self.call("DeletePolicy", || {
+            self.iot.delete_policy().policy_name(name).send()
+        })
+        .await?;
+        Ok(())
     }
 }
 

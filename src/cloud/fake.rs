@@ -4,8 +4,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 use super::{
-    Account, CertStatus, Certificate, Cloud, CloudError, NewCertificate, PolicyDocument,
-    PolicyVersion, Result, Secret, Thing,
+    Account, CertStatus, Certificate, Cloud, CloudError, IssuedCertificate, NewCertificate,
+    PolicyDocument, PolicyVersion, Result, Secret, Thing,
 };
 
 #[derive(Debug, Clone)]
@@ -347,6 +347,39 @@ impl Cloud for FakeCloud {
         })
     }
 
+    async fn create_certificate_from_csr(&self, csr_pem: &str) -> Result<IssuedCertificate> {
+        let fail = |e: rcgen::Error| CloudError::Api {
+            operation: "CreateCertificateFromCsr",
+            code: "InvalidRequestException".into(),
+            message: e.to_string(),
+        };
+        let params = rcgen::CertificateSigningRequestParams::from_pem(csr_pem).map_err(fail)?;
+        let ca_key = rcgen::KeyPair::generate().map_err(fail)?;
+        let issuer = rcgen::Issuer::new(
+            rcgen::CertificateParams::new(Vec::<String>::new()).map_err(fail)?,
+            ca_key,
+        );
+        let pem = params.signed_by(&issuer).map_err(fail)?.pem();
+        let id = crate::certstore::fingerprint_pem(&pem).expect("rcgen writes PEM");
+        let arn = format!("arn:aws-cn:iot:{REGION}:{ACCOUNT}:cert/{id}");
+        self.with("CreateCertificateFromCsr", |s| {
+            s.certificates.insert(
+                id.clone(),
+                Certificate {
+                    id: id.clone(),
+                    arn: arn.clone(),
+                    status: CertStatus::Inactive,
+                },
+            );
+            Ok(())
+        })?;
+        Ok(IssuedCertificate {
+            id,
+            arn,
+            certificate_pem: pem,
+        })
+    }
+
     async fn set_certificate_status(&self, certificate_id: &str, status: CertStatus) -> Result<()> {
         self.with("UpdateCertificate", |s| {
             let c = s.certificates.get_mut(certificate_id).ok_or_else(|| {
@@ -428,6 +461,73 @@ impl Cloud for FakeCloud {
                 "InvalidRequestException",
                 format!("unsupported endpoint type {other}"),
             )),
+        })
+    }
+
+    async fn delete_certificate(&self, certificate_id: &str) -> Result<()> {
+        self.with("DeleteCertificate", |s| {
+            let c = s.certificates.get(certificate_id).ok_or_else(|| {
+                api_err(
+                    "DeleteCertificate",
+                    "ResourceNotFoundException",
+                    format!("certificate {certificate_id} not found"),
+                )
+            })?;
+            if c.status == CertStatus::Active {
+                return Err(api_err(
+                    "DeleteCertificate",
+                    "CertificateStateException",
+                    "the certificate is ACTIVE".into(),
+                ));
+            }
+            let arn = c.arn.clone();
+            if s.thing_principals.values().any(|l| l.contains(&arn))
+                || s.attached.get(&arn).is_some_and(|l| !l.is_empty())
+            {
+                return Err(api_err(
+                    "DeleteCertificate",
+                    "DeleteConflictException",
+                    "the certificate is attached".into(),
+                ));
+            }
+            s.certificates.remove(certificate_id);
+            Ok(())
+        })
+    }
+
+    async fn delete_thing(&self, name: &str) -> Result<()> {
+        self.with("DeleteThing", |s| {
+            s.things.remove(name);
+            s.thing_principals.remove(name);
+            Ok(())
+        })
+    }
+
+    async fn delete_policy(&self, name: &str) -> Result<()> {
+        self.with("DeletePolicy", |s| {
+            if s.attached.values().any(|l| l.iter().any(|p| p == name)) {
+                return Err(api_err(
+                    "DeletePolicy",
+                    "DeleteConflictException",
+                    format!("policy {name} is attached"),
+                ));
+            }
+            let p = s.policies.get(name).ok_or_else(|| {
+                api_err(
+                    "DeletePolicy",
+                    "ResourceNotFoundException",
+                    format!("policy {name} not found"),
+                )
+            })?;
+            if p.versions.len() > 1 {
+                return Err(api_err(
+                    "DeletePolicy",
+                    "DeleteConflictException",
+                    format!("policy {name} has non-default versions"),
+                ));
+            }
+            s.policies.remove(name);
+            Ok(())
         })
     }
 }

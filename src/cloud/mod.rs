@@ -119,6 +119,14 @@ pub struct NewCertificate {
     pub private_key_pem: Secret,
 }
 
+/// A certificate AWS IoT signed for a local key (CSR mode).
+#[derive(Debug, Clone)]
+pub struct IssuedCertificate {
+    pub id: String,
+    pub arn: String,
+    pub certificate_pem: String,
+}
+
 /// Who and where the credentials act.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Account {
@@ -228,6 +236,11 @@ pub trait Cloud: Send + Sync {
     ) -> impl Future<Output = Result<()>> + Send;
     /// Create a key pair and certificate, INACTIVE.
     fn create_keys_and_certificate(&self) -> impl Future<Output = Result<NewCertificate>> + Send;
+    /// Have AWS IoT sign a CSR; the certificate is INACTIVE.
+    fn create_certificate_from_csr(
+        &self,
+        csr_pem: &str,
+    ) -> impl Future<Output = Result<IssuedCertificate>> + Send;
     fn set_certificate_status(
         &self,
         certificate_id: &str,
@@ -257,4 +270,9 @@ pub trait Cloud: Send + Sync {
     /// The account's endpoint host name of this type (`iot:Data-ATS` for MQTT devices).
     fn describe_endpoint(&self, endpoint_type: &str)
         -> impl Future<Output = Result<String>> + Send;
+    /// Delete a certificate (it must be INACTIVE and attached to nothing).
+    fn delete_certificate(&self, certificate_id: &str) -> impl Future<Output = Result<()>> + Send;
+    fn delete_thing(&self, name: &str) -> impl Future<Output = Result<()>> + Send;
+    /// Delete a policy (its non-default versions must be deleted first).
+    fn delete_policy(&self, name: &str) -> impl Future<Output = Result<()>> + Send;
 }

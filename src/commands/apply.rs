@@ -33,6 +33,14 @@ pub fn run(g: &Globals, opts: &ApplyOptions) -> Result<Exit> {
                 fleet.certificates_dir.display()
             )
         })?;
+        for moved in certstore::archive_leftovers(&fleet.certificates_dir)
+            .context("cannot archive key directories left by an interrupted apply")?
+        {
+            eprintln!(
+                "note: an interrupted apply left keys of a never-activated certificate; moved them to {}",
+                moved.display()
+            );
+        }
         if !opts.auto_approve && !std::io::stdin().is_terminal() {
             bail!("apply asks for confirmation, but standard input is not a terminal: review the plan with `provision plan`, then run `provision apply --auto-approve`");
         }

@@ -49,6 +49,7 @@ impl Globals {
 #[derive(Debug, Clone, Copy)]
 pub struct ReadOptions {
     pub parallelism: usize,
+    pub prune: bool,
     pub replace_missing_keys: bool,
     pub stats: bool,
 }
@@ -122,6 +123,11 @@ pub async fn validate_offline(g: &Globals) -> Result<(Fleet, String, Desired)> {
     let desired = desired::render(&fleet, &AwsContext::new(&region, OFFLINE_ACCOUNT_ID))
         .map_err(config::ConfigError::Invalid)
         .with_context(|| format!("the policy templates of {} do not render", g.file.display()))?;
+    if !g.quiet {
+        for w in &desired.warnings {
+            eprintln!("warning: {w} (accepted: least_privilege is warn)");
+        }
+    }
     Ok((fleet, region, desired))
 }
 
@@ -153,15 +159,18 @@ pub async fn make_plan<C: Cloud>(
         .map_err(config::ConfigError::Invalid)
         .context("the policy templates do not render for this account")?;
     let bar = progress_bar(g, desired.identities.len() as u64, "reading");
-    let observed = observed::observe(cloud, &desired, read.parallelism, &|| bar.inc(1))
-        .await
-        .with_context(|| format!("cannot read the state of fleet {} from AWS", fleet.name))?;
+    let observed = observed::observe(cloud, &desired, read.parallelism, read.prune, &|| {
+        bar.inc(1)
+    })
+    .await
+    .with_context(|| format!("cannot read the state of fleet {} from AWS", fleet.name))?;
     bar.finish_and_clear();
     let plan = crate::plan::diff(
         &desired,
         &observed,
         crate::plan::DiffOptions {
             replace_missing_keys: read.replace_missing_keys,
+            prune: read.prune,
         },
     );
     Ok((desired, plan))

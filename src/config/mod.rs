@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
+use crate::keygen::{KeyAlgorithm, KeyMethod};
+
 pub use diagnostic::{Diagnostic, Diagnostics, Location};
 
 /// Thing attribute that marks a thing as owned by a fleet; its value is the fleet name.
@@ -40,6 +42,8 @@ pub struct Fleet {
     /// Region pinned by the file, if any.
     pub region: Option<String>,
     pub certificates_dir: PathBuf,
+    /// How new key pairs are made (`certificates.mode`).
+    pub key_method: KeyMethod,
     pub station_template: Sourced<PathBuf>,
     pub platform_template: Sourced<PathBuf>,
     /// Topic name templates, by name (`up`, `down`, and any the operator adds).
@@ -55,14 +59,23 @@ pub struct Sourced<T> {
     pub location: Option<Location>,
 }
 
+/// Whether a least-privilege finding fails validation (the default) or is only reported.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LintLevel {
+    #[default]
+    Error,
+    Warn,
+}
+
 /// A station or the platform: one thing, one certificate, one policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
     pub id: String,
     pub attributes: BTreeMap<String, String>,
     pub location: Option<Location>,
-    /// The operator opted out of the wildcard check for this identity's policy.
-    pub allow_wildcards: bool,
+    /// How least-privilege findings in this identity's policy count.
+    pub least_privilege: LintLevel,
 }
 
 impl Fleet {
@@ -107,6 +120,12 @@ struct RawFleet {
 #[serde(deny_unknown_fields)]
 struct RawCertificates {
     dir: Spanned<String>,
+    /// `aws` (CreateKeysAndCertificate, the default) or `csr` (keys generated locally).
+    #[serde(default)]
+    mode: Option<Spanned<String>>,
+    /// CSR mode only: `ec-p256` (default) or `rsa-2048`.
+    #[serde(default)]
+    key_algorithm: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -122,9 +141,9 @@ struct RawIdentity {
     id: Spanned<String>,
     #[serde(default)]
     attributes: BTreeMap<String, Spanned<Scalar>>,
-    /// Explicit opt-out of the least-privilege check that rejects `*` in this identity's policy.
+    /// Explicit opt-out of the least-privilege lint: `warn` reports instead of failing.
     #[serde(default)]
-    allow_wildcards: bool,
+    least_privilege: LintLevel,
 }
 
 /// An attribute value: YAML strings, numbers and booleans are all accepted as text.
@@ -173,12 +192,27 @@ fn sourced<T: Clone>(s: &Spanned<T>) -> Sourced<T> {
 // ---------------------------------------------------------------------------
 // Loading
 
+/// Fleet files larger than this are refused (100,000 stations take about 3 MiB).
+pub const MAX_FILE_BYTES: u64 = 32 * 1024 * 1024;
+
 /// Read, parse and validate a fleet file. Every problem is reported at once.
 pub fn load(path: &Path) -> Result<Fleet, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+    let read_err = |source| ConfigError::Read {
         path: path.to_path_buf(),
         source,
-    })?;
+    };
+    let size = std::fs::metadata(path).map_err(read_err)?.len();
+    if size > MAX_FILE_BYTES {
+        return Err(ConfigError::Invalid(Diagnostics(vec![Diagnostic::new(
+            path,
+            format!(
+                "the file is {:.1} MiB; fleet files are limited to {} MiB (split the fleet into several files)",
+                size as f64 / (1024.0 * 1024.0),
+                MAX_FILE_BYTES / (1024 * 1024)
+            ),
+        )])));
+    }
+    let text = std::fs::read_to_string(path).map_err(read_err)?;
     parse(path, &text).map_err(ConfigError::Invalid)
 }
 
@@ -222,6 +256,42 @@ pub fn parse(path: &Path, text: &str) -> Result<Fleet, Diagnostics> {
             "certificates.dir must not be empty".into(),
             loc(&raw.certificates.dir),
         ));
+    }
+    let algorithm = match raw.certificates.key_algorithm.as_ref() {
+        None => KeyAlgorithm::EcP256,
+        Some(a) => match a.value.as_str() {
+            "ec-p256" => KeyAlgorithm::EcP256,
+            "rsa-2048" => KeyAlgorithm::Rsa2048,
+            other => {
+                diags.push(d(
+                    format!("certificates.key_algorithm {other:?} is not supported: use ec-p256 or rsa-2048"),
+                    loc(a),
+                ));
+                KeyAlgorithm::EcP256
+            }
+        },
+    };
+    let key_method = match raw.certificates.mode.as_ref() {
+        None => KeyMethod::Aws,
+        Some(m) => match m.value.as_str() {
+            "aws" => KeyMethod::Aws,
+            "csr" => KeyMethod::Csr { algorithm },
+            other => {
+                diags.push(d(
+                    format!("certificates.mode {other:?} is not supported: use aws (AWS generates the key pair) or csr (the key pair is generated here)"),
+                    loc(m),
+                ));
+                KeyMethod::Aws
+            }
+        },
+    };
+    if key_method == KeyMethod::Aws {
+        if let Some(a) = &raw.certificates.key_algorithm {
+            diags.push(d(
+                "certificates.key_algorithm applies only with `mode: csr` (AWS generates RSA 2048 keys itself)".into(),
+                loc(a),
+            ));
+        }
     }
     for (key, p) in [
         ("policies.station", &raw.policies.station),
@@ -343,7 +413,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Fleet, Diagnostics> {
             id,
             attributes,
             location: at,
-            allow_wildcards: raw_id.allow_wildcards,
+            least_privilege: raw_id.least_privilege,
         }
     };
     let platform = identity(&raw.platform, "platform", &mut diags);
@@ -360,6 +430,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Fleet, Diagnostics> {
     Ok(Fleet {
         path: path.to_path_buf(),
         certificates_dir: base_dir.join(&raw.certificates.dir.value),
+        key_method,
         station_template: Sourced {
             value: base_dir.join(&raw.policies.station.value),
             location: loc(&raw.policies.station),

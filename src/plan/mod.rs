@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::cloud::CertStatus;
 use crate::desired::{Desired, DesiredIdentity, Role};
-use crate::observed::{Observed, ObservedCert, ObservedIdentity, ThingState};
+use crate::keygen::KeyMethod;
+use crate::observed::{Observed, ObservedCert, ObservedIdentity, OrphanDetails, ThingState};
 use crate::policy;
 
 pub use render::render_text;
@@ -30,6 +31,9 @@ pub struct Plan {
     pub unchanged: Vec<String>,
     /// What provision cannot or will not do by itself; each needs the operator.
     pub problems: Vec<Problem>,
+    /// Owned things no longer in the file, left alone because `--prune` was not given.
+    #[serde(default)]
+    pub not_pruned: Vec<String>,
     pub summary: Summary,
 }
 
@@ -38,6 +42,9 @@ pub struct Plan {
 pub struct IdentityPlan {
     pub id: String,
     pub role: Role,
+    /// The station is no longer in the fleet file and is being deleted (`--prune`).
+    #[serde(default)]
+    pub removal: bool,
     pub actions: Vec<Action>,
 }
 
@@ -84,6 +91,7 @@ pub enum Action {
     CreateCertificate {
         dir: PathBuf,
         reason: String,
+        key: KeyMethod,
     },
     AttachThingPrincipal {
         thing: String,
@@ -109,6 +117,17 @@ pub enum Action {
         thing: String,
         certificate: CertRef,
     },
+    DeleteCertificate {
+        certificate: CertRef,
+    },
+    /// Delete the listed non-default versions, then the policy.
+    DeletePolicy {
+        policy: String,
+        versions: Vec<String>,
+    },
+    DeleteThing {
+        thing: String,
+    },
 }
 
 /// How an action counts in the summary, as Terraform counts resources.
@@ -133,7 +152,11 @@ impl Action {
             | Action::UpdatePolicy { .. }
             | Action::ActivateCertificate { .. }
             | Action::DeactivateCertificate { .. } => Effect::Change,
-            Action::DetachPolicy { .. } | Action::DetachThingPrincipal { .. } => Effect::Destroy,
+            Action::DetachPolicy { .. }
+            | Action::DetachThingPrincipal { .. }
+            | Action::DeleteCertificate { .. }
+            | Action::DeletePolicy { .. }
+            | Action::DeleteThing { .. } => Effect::Destroy,
             Action::ArchiveLocalFiles { .. } => Effect::Local,
         }
     }
@@ -168,6 +191,8 @@ impl Plan {
 pub struct DiffOptions {
     /// Replace the certificate of an identity whose private key is gone (off: report a problem).
     pub replace_missing_keys: bool,
+    /// Delete owned stations that are no longer in the file.
+    pub prune: bool,
 }
 
 /// Compare and decide. Pure: no I/O.
@@ -184,17 +209,30 @@ pub fn diff(desired: &Desired, observed: &Observed, opts: DiffOptions) -> Plan {
             policy: None,
         };
         let o = observed.identities.get(&d.id).unwrap_or(&absent);
-        match diff_identity(d, o, opts) {
+        match diff_identity(d, o, opts, desired.key_method) {
             Ok(actions) if actions.is_empty() => unchanged.push(d.id.clone()),
             Ok(actions) => changes.push(IdentityPlan {
                 id: d.id.clone(),
                 role: d.role,
+                removal: false,
                 actions,
             }),
             Err(message) => problems.push(Problem {
                 id: d.id.clone(),
                 message,
             }),
+        }
+    }
+    let mut not_pruned = Vec::new();
+    for orphan in &observed.orphans {
+        match (&orphan.details, opts.prune) {
+            (Some(details), true) => changes.push(IdentityPlan {
+                id: orphan.name.clone(),
+                role: Role::Station,
+                removal: true,
+                actions: removal(desired, &orphan.name, details),
+            }),
+            _ => not_pruned.push(orphan.name.clone()),
         }
     }
     let mut summary = Summary::default();
@@ -214,8 +252,57 @@ pub fn diff(desired: &Desired, observed: &Observed, opts: DiffOptions) -> Plan {
         changes,
         unchanged,
         problems,
+        not_pruned,
         summary,
     }
+}
+
+/// Delete a removed station, in an order where a crash leaves it findable (the thing, which
+/// carries the ownership mark, goes last) and each delete's preconditions hold: keys archived,
+/// policies detached, the policy's old versions and the policy deleted, the certificate
+/// deactivated, detached and deleted, then the thing.
+fn removal(desired: &Desired, name: &str, details: &OrphanDetails) -> Vec<Action> {
+    let mut actions = vec![Action::ArchiveLocalFiles {
+        dir: desired.certificates_dir.join(name),
+        reason: "station removed from the fleet file".into(),
+    }];
+    for c in &details.certificates {
+        for p in &c.attached_policies {
+            actions.push(Action::DetachPolicy {
+                policy: p.clone(),
+                certificate: existing(c),
+            });
+        }
+    }
+    if let Some((policy, versions)) = &details.policy {
+        actions.push(Action::DeletePolicy {
+            policy: policy.clone(),
+            versions: versions
+                .iter()
+                .filter(|v| !v.is_default)
+                .map(|v| v.version_id.clone())
+                .collect(),
+        });
+    }
+    for c in &details.certificates {
+        if c.cert.status == CertStatus::Active {
+            actions.push(Action::DeactivateCertificate {
+                certificate: existing(c),
+                reason: "station removed".into(),
+            });
+        }
+        actions.push(Action::DetachThingPrincipal {
+            thing: name.to_string(),
+            certificate: existing(c),
+        });
+        actions.push(Action::DeleteCertificate {
+            certificate: existing(c),
+        });
+    }
+    actions.push(Action::DeleteThing {
+        thing: name.to_string(),
+    });
+    actions
 }
 
 fn existing(c: &ObservedCert) -> CertRef {
@@ -229,6 +316,7 @@ fn diff_identity(
     d: &DesiredIdentity,
     o: &ObservedIdentity,
     opts: DiffOptions,
+    key: KeyMethod,
 ) -> Result<Vec<Action>, String> {
     let mut actions = Vec::new();
 
@@ -317,7 +405,7 @@ fn diff_identity(
         if deactivate && c.cert.status == CertStatus::Active {
             actions.push(Action::DeactivateCertificate {
                 certificate: existing(c),
-                reason: "replaced".into(),
+                reason: "not this station's certificate (the one in its key directory is)".into(),
             });
         }
         for p in &c.attached_policies {
@@ -353,6 +441,7 @@ fn diff_identity(
             actions.push(Action::CreateCertificate {
                 dir: dir.clone(),
                 reason: "no certificate yet".into(),
+                key,
             });
             attach_all(&mut actions, CertRef::New);
             // Leftovers (inactive or revoked certificates without local files, or lost keys).
@@ -368,8 +457,12 @@ fn diff_identity(
             actions.push(Action::CreateCertificate {
                 dir: dir.clone(),
                 reason: format!("replaces certificate {id}, which no longer exists"),
+                key,
             });
             attach_all(&mut actions, CertRef::New);
+            for other in &o.thing_certificates {
+                retire(&mut actions, other, true);
+            }
         }
         (Some(_), Some(c)) if c.cert.status == CertStatus::Revoked => {
             actions.push(Action::ArchiveLocalFiles {
@@ -379,9 +472,17 @@ fn diff_identity(
             actions.push(Action::CreateCertificate {
                 dir: dir.clone(),
                 reason: format!("replaces certificate {}, which is REVOKED", c.cert.id),
+                key,
             });
             attach_all(&mut actions, CertRef::New);
             retire(&mut actions, c, false);
+            for other in o
+                .thing_certificates
+                .iter()
+                .filter(|t| t.cert.id != c.cert.id)
+            {
+                retire(&mut actions, other, true);
+            }
         }
         (Some(_), Some(c)) => {
             if !matches!(c.cert.status, CertStatus::Active | CertStatus::Inactive) {
@@ -414,6 +515,15 @@ fn diff_identity(
                     certificate: cert,
                     reason: "certificate is INACTIVE".into(),
                 });
+            }
+            // One certificate per station: any other on the thing (left by an interrupted
+            // replacement, or attached out of band) is deactivated and detached.
+            for other in o
+                .thing_certificates
+                .iter()
+                .filter(|t| t.cert.id != c.cert.id)
+            {
+                retire(&mut actions, other, true);
             }
         }
     }

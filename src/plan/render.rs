@@ -53,6 +53,23 @@ fn attrs(a: &std::collections::BTreeMap<String, String>) -> String {
 pub fn render_text(plan: &Plan, color: bool) -> String {
     let st = Styles::new(color);
     let mut out = String::new();
+    let not_pruned = |out: &mut String| {
+        if !plan.not_pruned.is_empty() {
+            let shown: Vec<&str> = plan
+                .not_pruned
+                .iter()
+                .take(10)
+                .map(String::as_str)
+                .collect();
+            let _ = writeln!(
+                out,
+                "Note: {} owned thing(s) are not in the fleet file and are kept: {}{}. Run with --prune to delete them.",
+                plan.not_pruned.len(),
+                shown.join(", "),
+                if plan.not_pruned.len() > 10 { ", ..." } else { "" }
+            );
+        }
+    };
     if !plan.has_changes() && plan.problems.is_empty() {
         let _ = writeln!(
             out,
@@ -61,6 +78,7 @@ pub fn render_text(plan: &Plan, color: bool) -> String {
             plan.fleet,
             plan.unchanged.len()
         );
+        not_pruned(&mut out);
         return out;
     }
     if plan.has_changes() {
@@ -75,7 +93,15 @@ pub fn render_text(plan: &Plan, color: bool) -> String {
                 Role::Station => "station",
             };
             let _ = writeln!(out);
-            let _ = writeln!(out, "  {}", st.bold.apply_to(format!("# {role} {}", ip.id)));
+            let header = if ip.removal {
+                format!(
+                    "# {role} {} (not in the fleet file: deleted by --prune)",
+                    ip.id
+                )
+            } else {
+                format!("# {role} {}", ip.id)
+            };
+            let _ = writeln!(out, "  {}", st.bold.apply_to(header));
             for a in &ip.actions {
                 render_action(&mut out, a, &st);
             }
@@ -94,6 +120,7 @@ pub fn render_text(plan: &Plan, color: bool) -> String {
     if !plan.problems.is_empty() {
         let _ = writeln!(out);
     }
+    not_pruned(&mut out);
     let s = plan.summary;
     let _ = writeln!(
         out,
@@ -119,7 +146,7 @@ fn render_action(out: &mut String, a: &Action, st: &Styles) {
         Effect::Add => ("+", &st.add),
         Effect::Change => ("~", &st.change),
         Effect::Destroy => ("-", &st.destroy),
-        Effect::Local => ("-/+", &st.change),
+        Effect::Local => (">", &st.change),
     };
     let line = match a {
         Action::CreateThing { thing, attributes } => {
@@ -152,11 +179,18 @@ fn render_action(out: &mut String, a: &Action, st: &Styles) {
             None => format!("policy {policy}: new default version"),
         },
         Action::ArchiveLocalFiles { dir, reason } => {
-            format!("certificate replaced ({reason}); {} moves to the archive", dir.display())
+            format!("archive {} ({reason}; keys are moved, never deleted)", dir.display())
         }
-        Action::CreateCertificate { dir, .. } => {
-            format!("certificate (new key pair, saved once to {})", dir.display())
-        }
+        Action::CreateCertificate { dir, key, .. } => match key {
+            crate::keygen::KeyMethod::Aws => {
+                format!("certificate (new key pair, saved once to {})", dir.display())
+            }
+            crate::keygen::KeyMethod::Csr { algorithm } => format!(
+                "certificate (local {} key saved once to {}, CSR signed by AWS IoT)",
+                algorithm.label(),
+                dir.display()
+            ),
+        },
         Action::AttachThingPrincipal { thing, certificate } => {
             format!("attach {} to thing {thing}", cert_name(certificate))
         }
@@ -179,6 +213,16 @@ fn render_action(out: &mut String, a: &Action, st: &Styles) {
         Action::DetachThingPrincipal { thing, certificate } => {
             format!("detach {} from thing {thing}", cert_name(certificate))
         }
+        Action::DeleteCertificate { certificate } => format!("delete {}", cert_name(certificate)),
+        Action::DeletePolicy { policy, versions } if versions.is_empty() => {
+            format!("delete policy {policy}")
+        }
+        Action::DeletePolicy { policy, versions } => format!(
+            "delete policy {policy} (and its {} older version{})",
+            versions.len(),
+            if versions.len() == 1 { "" } else { "s" }
+        ),
+        Action::DeleteThing { thing } => format!("delete thing {thing}"),
     };
     let _ = writeln!(out, "  {} {line}", style.apply_to(sym));
     if let Action::UpdatePolicy {

@@ -34,11 +34,16 @@ fn desired(root: &Path) -> Desired {
             identity(root, "stmain", Role::Platform),
             identity(root, "st000", Role::Station),
         ],
+        warnings: Vec::new(),
+        key_method: Default::default(),
+        certificates_dir: root.to_path_buf(),
     }
 }
 
 async fn plan_with(cloud: &FakeCloud, d: &Desired, opts: DiffOptions) -> Plan {
-    let o = observed::observe(cloud, d, 4, &|| {}).await.unwrap();
+    let o = observed::observe(cloud, d, 4, opts.prune, &|| {})
+        .await
+        .unwrap();
     diff(d, &o, opts)
 }
 
@@ -82,6 +87,9 @@ fn actions_of<'a>(p: &'a Plan, id: &str) -> Vec<&'a str> {
                     Action::ActivateCertificate { .. } => "activate",
                     Action::DeactivateCertificate { .. } => "deactivate",
                     Action::DetachThingPrincipal { .. } => "detach_thing",
+                    Action::DeleteCertificate { .. } => "delete_certificate",
+                    Action::DeletePolicy { .. } => "delete_policy",
+                    Action::DeleteThing { .. } => "delete_thing",
                 })
                 .collect()
         })
@@ -316,6 +324,7 @@ async fn lost_key_is_a_problem_not_a_silent_second_certificate() {
         &d,
         DiffOptions {
             replace_missing_keys: true,
+            ..Default::default()
         },
     )
     .await;
@@ -383,4 +392,117 @@ async fn foreign_thing_is_never_taken_over() {
         p.problems[0].message
     );
     assert!(p.changes.iter().all(|c| c.id != "st000"));
+}
+
+#[tokio::test]
+async fn a_second_certificate_on_the_thing_is_retired() {
+    let (cloud, _tmp, d) = converged().await;
+    // An interrupted replacement (or an operator) left another ACTIVE certificate on the thing.
+    let extra = cloud.create_keys_and_certificate().await.unwrap();
+    cloud
+        .attach_thing_principal("st000", &extra.arn)
+        .await
+        .unwrap();
+    cloud.attach_policy("f-st000", &extra.arn).await.unwrap();
+    cloud
+        .set_certificate_status(&extra.id, CertStatus::Active)
+        .await
+        .unwrap();
+    let p = plan(&cloud, &d).await;
+    assert_eq!(
+        actions_of(&p, "st000"),
+        ["deactivate", "detach_policy", "detach_thing"]
+    );
+    repairs(&cloud, &d, &p).await;
+}
+
+#[tokio::test]
+async fn csr_mode_keeps_the_key_local_and_checks_the_certificate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut d = desired(tmp.path());
+    d.key_method = crate::keygen::KeyMethod::Csr {
+        algorithm: crate::keygen::KeyAlgorithm::EcP256,
+    };
+    let cloud = FakeCloud::new();
+    let p = plan(&cloud, &d).await;
+    assert!(render_text(&p, false).contains("local EC P-256 key saved once to"));
+    repairs(&cloud, &d, &p).await;
+    assert!(cloud
+        .calls()
+        .iter()
+        .any(|c| c == "CreateCertificateFromCsr"));
+    assert!(!cloud
+        .calls()
+        .iter()
+        .any(|c| c == "CreateKeysAndCertificate"));
+    let key = std::fs::read_to_string(tmp.path().join("st000/private.pem.key")).unwrap();
+    assert!(key.contains("BEGIN PRIVATE KEY"));
+}
+
+#[tokio::test]
+async fn removed_station_is_kept_without_prune_and_deleted_with_it() {
+    let (cloud, tmp, mut d) = converged().await;
+    cloud.edit_policy("f-st000", r#"{"Version":"2012-10-17","Statement":[]}"#);
+    d.identities.retain(|i| i.id != "st000");
+    let p = plan(&cloud, &d).await;
+    assert!(!p.has_changes());
+    assert_eq!(p.not_pruned, ["st000"]);
+    assert!(render_text(&p, false).contains("Note: 1 owned thing(s) are not in the fleet file and are kept: st000. Run with --prune to delete them."));
+    let prune = DiffOptions {
+        prune: true,
+        ..Default::default()
+    };
+    let p = plan_with(&cloud, &d, prune).await;
+    assert_eq!(
+        actions_of(&p, "st000"),
+        [
+            "archive",
+            "detach_policy",
+            "delete_policy",
+            "deactivate",
+            "detach_thing",
+            "delete_certificate",
+            "delete_thing"
+        ]
+    );
+    assert_eq!(p.summary.destroy, 5);
+    let arn = cert_arn(&cloud, "st000");
+    let short = &arn.rsplit('/').next().unwrap()[..12];
+    insta::assert_snapshot!(render_text(&p, false)
+        .replace(&tmp.path().display().to_string(), "<certs>")
+        .replace(short, "<id>"));
+    apply_ok(&cloud, &p).await;
+    let s = cloud.state.lock().unwrap();
+    assert!(!s.things.contains_key("st000"));
+    assert_eq!(s.certificates.len(), 1, "only stmain's certificate is left");
+    drop(s);
+    assert!(cloud.default_document("f-st000").is_none());
+    assert!(!tmp.path().join("st000").exists());
+    assert!(
+        tmp.path().join(".archive/st000").exists(),
+        "keys archived, not deleted"
+    );
+    assert!(!plan_with(&cloud, &d, prune).await.has_changes());
+}
+
+#[tokio::test]
+async fn prune_never_touches_things_it_does_not_own() {
+    let (cloud, _tmp, d) = converged().await;
+    let mut other = BTreeMap::new();
+    other.insert("provision_fleet".to_string(), "another-fleet".to_string());
+    cloud.create_thing("st999", &other).await.unwrap();
+    cloud
+        .create_thing("unmarked", &BTreeMap::new())
+        .await
+        .unwrap();
+    let p = plan_with(
+        &cloud,
+        &d,
+        DiffOptions {
+            prune: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(!p.has_changes(), "{p:#?}");
 }

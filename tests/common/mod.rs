@@ -111,6 +111,12 @@ impl Sandbox {
         ]
     }
 
+    /// Forget every resource (moto's reset), as a new account.
+    pub fn reset(&self) {
+        self.http("POST", "/moto-api/reset");
+        self.http("POST", "/_sandbox/requests/reset");
+    }
+
     /// How many AWS API requests reached the sandbox.
     pub fn request_count(&self) -> u64 {
         let v: serde_json::Value =
@@ -199,7 +205,18 @@ impl std::fmt::Debug for Run {
 
 /// Run `provision ARGS` in the fleet's directory against the sandbox (or no endpoint).
 pub fn provision(sandbox: Option<&Sandbox>, dir: &Path, args: &[&str]) -> Run {
+    provision_env(sandbox, dir, args, &[])
+}
+
+/// [`provision`] with extra environment variables.
+pub fn provision_env(
+    sandbox: Option<&Sandbox>,
+    dir: &Path,
+    args: &[&str],
+    envs: &[(&str, &str)],
+) -> Run {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_provision"));
+    cmd.envs(envs.iter().copied());
     cmd.args(args)
         .current_dir(dir)
         .env_remove("AWS_PROFILE")
