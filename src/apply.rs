@@ -274,6 +274,7 @@ async fn run<C: Cloud>(
             cloud.delete_policy(policy).await?
         }
         Action::DeleteThing { thing } => cloud.delete_thing(thing).await?,
+        Action::RestoreLocalFiles { from, dir } => certstore::restore(from, dir)?,
     }
     Ok(())
 }

@@ -53,12 +53,18 @@ pub struct LocalFiles {
     /// SHA-256 of the certificate's DER (the AWS IoT certificate id), if the certificate file is there.
     pub certificate_id: Option<String>,
     pub has_private_key: bool,
+    /// When the directory is missing: archived directories of this identity that hold a
+    /// complete key pair, with their certificate ids (newest first).
+    pub archived: Vec<(PathBuf, String)>,
 }
 
 /// Look at an identity's directory without changing anything.
 pub fn inspect(dir: &Path) -> Result<LocalFiles, StoreError> {
     if !dir.exists() {
-        return Ok(LocalFiles::default());
+        return Ok(LocalFiles {
+            archived: archived_of(dir)?,
+            ..Default::default()
+        });
     }
     let cert_path = dir.join(CERTIFICATE_FILE);
     let certificate_id = if cert_path.exists() {
@@ -71,7 +77,44 @@ pub fn inspect(dir: &Path) -> Result<LocalFiles, StoreError> {
         present: true,
         certificate_id,
         has_private_key: dir.join(PRIVATE_KEY_FILE).exists(),
+        archived: Vec::new(),
     })
+}
+
+/// Complete key directories archived for the identity whose directory is `dir`.
+fn archived_of(dir: &Path) -> Result<Vec<(PathBuf, String)>, StoreError> {
+    let (Some(parent), Some(name)) = (dir.parent(), dir.file_name()) else {
+        return Ok(Vec::new());
+    };
+    let base = parent.join(ARCHIVE_DIR).join(name);
+    let Ok(entries) = fs::read_dir(&base) else {
+        return Ok(Vec::new());
+    };
+    let mut found = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let cert = path.join(CERTIFICATE_FILE);
+        if !path.join(PRIVATE_KEY_FILE).exists() || !cert.exists() {
+            continue;
+        }
+        let pem = fs::read_to_string(&cert).map_err(io_err(&cert))?;
+        if let Some(id) = fingerprint_pem(&pem) {
+            found.push((path, id));
+        }
+    }
+    found.sort_by(|a, b| b.0.cmp(&a.0));
+    Ok(found)
+}
+
+/// Move an archived directory back into place (`dir` must not exist).
+pub fn restore(from: &Path, dir: &Path) -> Result<(), StoreError> {
+    if dir.exists() {
+        return Err(StoreError::Exists {
+            path: dir.to_path_buf(),
+        });
+    }
+    fs::rename(from, dir).map_err(io_err(dir))?;
+    sync_dir(dir.parent().unwrap_or(Path::new(".")))
 }
 
 /// The AWS IoT certificate id of a PEM certificate: SHA-256 of its DER bytes, lowercase hex.

@@ -64,6 +64,8 @@ enum Command {
     /// Make the account match the fleet file.
     #[command(after_help = EXIT_CODES)]
     Apply(ApplyArgs),
+    /// Issue new certificates for stations and retire the old ones (old keys are archived).
+    Rotate(RotateArgs),
     /// Connect as each station over MQTT 5 with mutual TLS: prove the round trip and the confinement.
     #[command(after_help = VERIFY_HELP)]
     Verify(VerifyArgs),
@@ -143,6 +145,15 @@ fn verify_options(
         parallelism: parallelism.max(1),
         json,
     })
+}
+
+#[derive(Debug, Args)]
+struct RotateArgs {
+    /// Station to rotate (repeatable).
+    #[arg(long = "station", required = true, value_name = "ID")]
+    stations: Vec<String>,
+    #[command(flatten)]
+    apply: ApplyArgs,
 }
 
 #[derive(Debug, Args)]
@@ -230,6 +241,21 @@ pub fn run() -> anyhow::Result<Exit> {
                     .verify
                     .then(|| verify_options(a.mqtt, Vec::new(), 8, a.json))
                     .transpose()?,
+            },
+        ),
+        Command::Rotate(r) if r.apply.verify => anyhow::bail!(
+            "rotate --verify is not supported: after rotating, run `provision verify --station ID`"
+        ),
+        Command::Rotate(r) => commands::rotate::run(
+            &globals,
+            &commands::rotate::RotateOptions {
+                stations: r.stations,
+                apply: commands::apply::ApplyOptions {
+                    read: read(r.apply.read),
+                    auto_approve: r.apply.auto_approve,
+                    json: r.apply.json,
+                    verify: None,
+                },
             },
         ),
         Command::Verify(a) => commands::verify::run(

@@ -11,6 +11,7 @@ use common::{provision, provision_env, Fleet, Sandbox};
 
 const IDS: [&str; 3] = ["stmain", "st000", "st001"];
 const APPLY: &[&str] = &["apply", "--auto-approve"];
+const PRUNE: &[&str] = &["apply", "--prune", "--auto-approve"];
 
 fn pubkey(args: &[&str], file: &Path) -> String {
     let out = Command::new("openssl")
@@ -104,7 +105,13 @@ type Setup = dyn for<'a> Fn(
     &'a Fleet,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + 'a>>;
 
-async fn crash_everywhere(scenario: &str, args: &[&str], ids: &[&str], setup: &Setup) -> u32 {
+async fn crash_everywhere(
+    scenario: &str,
+    args: &[&str],
+    repair_args: &[&str],
+    ids: &[&str],
+    setup: &Setup,
+) -> u32 {
     let s = Sandbox::start();
     for k in 1..200u32 {
         s.reset();
@@ -126,7 +133,7 @@ async fn crash_everywhere(scenario: &str, args: &[&str], ids: &[&str], setup: &S
             crashed.stderr.contains("injected fault"),
             "{label}: {crashed:?}"
         );
-        let repair = provision(Some(&s), f.dir.path(), args);
+        let repair = provision(Some(&s), f.dir.path(), repair_args);
         assert_eq!(repair.code, 0, "{label}: {repair:?}");
         let plan = provision(
             Some(&s),
@@ -141,7 +148,14 @@ async fn crash_everywhere(scenario: &str, args: &[&str], ids: &[&str], setup: &S
 
 #[tokio::test]
 async fn crash_at_every_call_of_a_fresh_apply() {
-    let points = crash_everywhere("fresh fleet", APPLY, &IDS, &|_, _| Box::pin(async {})).await;
+    let points = crash_everywhere(
+        "fresh fleet",
+        APPLY,
+        APPLY,
+        &IDS,
+        &|_, _| Box::pin(async {}),
+    )
+    .await;
     eprintln!("fresh fleet: {points} crash points tried");
     assert!(points >= 20, "only {points} crash points");
 }
@@ -149,7 +163,7 @@ async fn crash_at_every_call_of_a_fresh_apply() {
 #[tokio::test]
 async fn crash_at_every_call_of_a_repair() {
     // Converged, then drift: st000's certificate revoked (replace), st001's policy edited.
-    let points = crash_everywhere("repair", APPLY, &IDS, &|s, f| {
+    let points = crash_everywhere("repair", APPLY, APPLY, &IDS, &|s, f| {
         Box::pin(async move {
             let run = provision(Some(s), f.dir.path(), &["apply", "--auto-approve"]);
             assert_eq!(run.code, 0, "{run:?}");
@@ -178,7 +192,7 @@ async fn crash_at_every_call_of_a_repair() {
 
 #[tokio::test]
 async fn crash_at_every_call_in_csr_mode() {
-    let points = crash_everywhere("csr mode", APPLY, &IDS, &|_, f| {
+    let points = crash_everywhere("csr mode", APPLY, APPLY, &IDS, &|_, f| {
         Box::pin(async move {
             f.write(
                 &f.read()
@@ -193,20 +207,36 @@ async fn crash_at_every_call_in_csr_mode() {
 
 #[tokio::test]
 async fn crash_at_every_call_of_a_prune() {
-    let points = crash_everywhere(
-        "prune",
-        &["apply", "--prune", "--auto-approve"],
-        &["stmain", "st000"],
-        &|s, f| {
-            Box::pin(async move {
-                let run = provision(Some(s), f.dir.path(), &["apply", "--auto-approve"]);
-                assert_eq!(run.code, 0, "{run:?}");
-                f.write(&f.read().replace("  - id: st001\n", ""));
-            })
-        },
-    )
+    let points = crash_everywhere("prune", PRUNE, PRUNE, &["stmain", "st000"], &|s, f| {
+        Box::pin(async move {
+            let run = provision(Some(s), f.dir.path(), &["apply", "--auto-approve"]);
+            assert_eq!(run.code, 0, "{run:?}");
+            f.write(&f.read().replace("  - id: st001\n", ""));
+        })
+    })
     .await;
     eprintln!("prune: {points} crash points tried");
     assert!(points >= 10, "only {points} crash points");
     // (check_invariants also proves st001's certificate is no longer ACTIVE anywhere.)
+}
+
+#[tokio::test]
+async fn crash_at_every_call_of_a_rotation() {
+    // A rotation killed at any point is finished or undone by the next apply; never two ACTIVE
+    // certificates, never a lost key (an archived key of the ACTIVE certificate is restored).
+    let points = crash_everywhere(
+        "rotation",
+        &["rotate", "--station", "st000", "--auto-approve"],
+        APPLY,
+        &IDS,
+        &|s, f| {
+            Box::pin(async move {
+                let run = provision(Some(s), f.dir.path(), &["apply", "--auto-approve"]);
+                assert_eq!(run.code, 0, "{run:?}");
+            })
+        },
+    )
+    .await;
+    eprintln!("rotation: {points} crash points tried");
+    assert!(points >= 10, "only {points} crash points");
 }

@@ -493,3 +493,65 @@ async fn removed_station_is_pruned_only_with_prune() {
     );
     assert_eq!(again.code, 0, "{again:?}");
 }
+
+#[tokio::test]
+async fn rotate_issues_a_new_certificate_and_deletes_the_old() {
+    let (s, f) = applied();
+    let old = local_cert_id(&f, "st000");
+    let run = provision(
+        Some(&s),
+        f.dir.path(),
+        &["rotate", "--station", "st000", "--auto-approve"],
+    );
+    ok(&run);
+    assert!(run.stdout.contains("- delete certificate"), "{run:?}");
+    let new = local_cert_id(&f, "st000");
+    assert_ne!(old, new);
+    let iot = s.iot().await;
+    assert!(
+        iot.describe_certificate()
+            .certificate_id(&old)
+            .send()
+            .await
+            .is_err(),
+        "old certificate deleted"
+    );
+    let d = iot
+        .describe_certificate()
+        .certificate_id(&new)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        d.certificate_description()
+            .unwrap()
+            .status()
+            .unwrap()
+            .as_str(),
+        "ACTIVE"
+    );
+    assert_eq!(
+        std::fs::read_dir(f.certs().join(".archive/st000"))
+            .unwrap()
+            .count(),
+        1,
+        "old key archived"
+    );
+    ok(&provision(
+        Some(&s),
+        f.dir.path(),
+        &["plan", "--detailed-exitcode"],
+    ));
+    let unknown = provision(
+        Some(&s),
+        f.dir.path(),
+        &["rotate", "--station", "st999", "--auto-approve"],
+    );
+    assert_eq!(unknown.code, 1);
+    assert!(
+        unknown
+            .stderr
+            .contains("station st999 is not in stations.yaml"),
+        "{unknown:?}"
+    );
+}

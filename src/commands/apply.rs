@@ -10,8 +10,10 @@ use super::{
 };
 use crate::apply;
 use crate::certstore;
-use crate::desired::Role;
-use crate::plan;
+use crate::cloud::aws::AwsCloud;
+use crate::config::Fleet;
+use crate::desired::{Desired, Role};
+use crate::plan::{self, Plan};
 
 #[derive(Debug, Clone)]
 pub struct ApplyOptions {
@@ -26,119 +28,151 @@ pub fn run(g: &Globals, opts: &ApplyOptions) -> Result<Exit> {
     runtime()?.block_on(async {
         let started = std::time::Instant::now();
         let (fleet, region, _) = validate_offline(g).await?;
-        // Before the first API call: the keys must have somewhere to go.
-        certstore::ensure_writable(&fleet.certificates_dir).with_context(|| {
-            format!(
-                "the certificates directory {} is not writable; nothing was changed",
-                fleet.certificates_dir.display()
-            )
-        })?;
-        for moved in certstore::archive_leftovers(&fleet.certificates_dir)
-            .context("cannot archive key directories left by an interrupted apply")?
-        {
-            eprintln!(
-                "note: an interrupted apply left keys of a never-activated certificate; moved them to {}",
-                moved.display()
-            );
-        }
-        if !opts.auto_approve && !std::io::stdin().is_terminal() {
-            bail!("apply asks for confirmation, but standard input is not a terminal: review the plan with `provision plan`, then run `provision apply --auto-approve`");
-        }
+        prepare_local(&fleet, opts.auto_approve)?;
         let cloud = connect(g, &region).await?;
-        let (desired, plan) = make_plan(g, &cloud, &fleet, &region, &opts.read).await?;
-        if !opts.json {
-            print!("{}", plan::render_text(&plan, g.stdout_color()));
-        }
-        if !plan.has_changes() {
-            if opts.verify.is_some() && !g.quiet {
-                eprintln!("Nothing changed, so nothing to verify (run `provision verify` to check every station).");
-            }
-            if opts.json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&serde_json::json!({"format_version": plan::FORMAT_VERSION, "plan": plan, "result": null}))?
-                );
-            }
-            return Ok(if plan.problems.is_empty() {
-                Exit::Success
-            } else {
-                Exit::Failure
-            });
-        }
-        if !opts.auto_approve {
-            eprint!("\nDo you want to perform these actions? Only 'yes' will be accepted: ");
-            std::io::stderr().flush().ok();
-            let mut answer = String::new();
-            std::io::stdin().lock().read_line(&mut answer)?;
-            if answer.trim() != "yes" {
-                bail!("apply cancelled; nothing was changed");
-            }
-        }
-        let bar = progress_bar(g, plan.changes.len() as u64, "applying");
-        let report = apply::apply(&cloud, &plan, opts.read.parallelism, &|_| bar.inc(1)).await;
-        bar.finish_and_clear();
-        let failed: Vec<_> = report.failed().collect();
-        for f in &failed {
-            eprintln!(
-                "error: station {}: stopped after {}/{} actions: {}",
-                f.id,
-                f.done,
-                f.total,
-                f.error.as_deref().unwrap_or_default()
-            );
-        }
-        let s = report.summary;
-        // apply --verify: the stations that changed (all of them when the platform did).
-        let verified = match &opts.verify {
-            Some(v) if failed.is_empty() => {
-                let changed: Vec<String> = if plan.changes.iter().any(|c| c.role == Role::Platform) {
-                    Vec::new()
-                } else {
-                    plan.changes.iter().map(|c| c.id.clone()).collect()
-                };
-                let selected = super::verify::select(&desired, &changed, g)?;
-                Some(super::verify::verify_stations(g, Some(&cloud), &fleet, &desired, selected, v).await?)
-            }
-            Some(_) => {
-                eprintln!("error: not verifying: apply did not finish");
-                None
-            }
-            None => None,
-        };
-        if opts.json {
-            let mut out = serde_json::json!({"format_version": plan::FORMAT_VERSION, "plan": plan, "result": report});
-            if let Some(v) = &verified {
-                out["verify"] = serde_json::to_value(v)?;
-            }
-            println!("{}", serde_json::to_string_pretty(&out)?);
-        } else {
-            if failed.is_empty() {
-                println!(
-                    "\nApply complete! Resources: {} added, {} changed, {} destroyed.",
-                    s.add, s.change, s.destroy
-                );
-            } else {
-                println!(
-                    "\nApply incomplete: {} station(s) failed (see errors above; run apply again to finish). Resources: {} added, {} changed, {} destroyed.",
-                    failed.len(),
-                    s.add,
-                    s.change,
-                    s.destroy
-                );
-            }
-            if let Some(v) = &verified {
-                println!();
-                super::verify::print_report(v, false)?;
-            }
-        }
+        let (desired, _, plan) = make_plan(g, &cloud, &fleet, &region, &opts.read).await?;
+        let exit = execute(g, &cloud, &plan, opts, Some((&fleet, &desired))).await?;
         if opts.read.stats {
             print_stats(&cloud, started.elapsed());
         }
-        let verify_ok = verified.as_ref().is_none_or(|v| v.passed());
-        Ok(if failed.is_empty() && plan.problems.is_empty() && verify_ok {
+        Ok(exit)
+    })
+}
+
+/// Everything local that must hold before the first API call of a changing command.
+pub fn prepare_local(fleet: &Fleet, auto_approve: bool) -> Result<()> {
+    if !auto_approve && !std::io::stdin().is_terminal() {
+        bail!("this command asks for confirmation, but standard input is not a terminal: review the plan with `provision plan`, then run it again with --auto-approve");
+    }
+    // The keys must have somewhere to go.
+    certstore::ensure_writable(&fleet.certificates_dir).with_context(|| {
+        format!(
+            "the certificates directory {} is not writable; nothing was changed",
+            fleet.certificates_dir.display()
+        )
+    })?;
+    for moved in certstore::archive_leftovers(&fleet.certificates_dir)
+        .context("cannot archive key directories left by an interrupted apply")?
+    {
+        eprintln!(
+            "note: an interrupted apply left keys of a never-activated certificate; moved them to {}",
+            moved.display()
+        );
+    }
+    Ok(())
+}
+
+/// Print the plan, ask (unless --auto-approve), execute it and report. Never re-diffs.
+pub async fn confirm_and_execute(
+    g: &Globals,
+    cloud: &AwsCloud,
+    plan: &Plan,
+    opts: &ApplyOptions,
+) -> Result<Exit> {
+    execute(g, cloud, plan, opts, None).await
+}
+
+/// [`confirm_and_execute`], then with `opts.verify` and the fleet: verify what changed.
+async fn execute(
+    g: &Globals,
+    cloud: &AwsCloud,
+    plan: &Plan,
+    opts: &ApplyOptions,
+    fleet: Option<(&Fleet, &Desired)>,
+) -> Result<Exit> {
+    if !opts.json {
+        print!("{}", plan::render_text(plan, g.stdout_color()));
+    }
+    if !plan.has_changes() {
+        if opts.verify.is_some() && !g.quiet {
+            eprintln!("Nothing changed, so nothing to verify (run `provision verify` to check every station).");
+        }
+        if opts.json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(
+                    &serde_json::json!({"format_version": plan::FORMAT_VERSION, "plan": plan, "result": null})
+                )?
+            );
+        }
+        return Ok(if plan.problems.is_empty() {
             Exit::Success
         } else {
             Exit::Failure
-        })
-    })
+        });
+    }
+    if !opts.auto_approve {
+        eprint!("\nDo you want to perform these actions? Only 'yes' will be accepted: ");
+        std::io::stderr().flush().ok();
+        let mut answer = String::new();
+        std::io::stdin().lock().read_line(&mut answer)?;
+        if answer.trim() != "yes" {
+            bail!("cancelled; nothing was changed");
+        }
+    }
+    let bar = progress_bar(g, plan.changes.len() as u64, "applying");
+    let report = apply::apply(cloud, plan, opts.read.parallelism, &|_| bar.inc(1)).await;
+    bar.finish_and_clear();
+    let failed: Vec<_> = report.failed().collect();
+    for f in &failed {
+        eprintln!(
+            "error: station {}: stopped after {}/{} actions: {}",
+            f.id,
+            f.done,
+            f.total,
+            f.error.as_deref().unwrap_or_default()
+        );
+    }
+    let s = report.summary;
+    // --verify: the stations that changed (all of them when the platform did).
+    let verified = match (&opts.verify, fleet) {
+        (Some(v), Some((fleet, desired))) if failed.is_empty() => {
+            let changed: Vec<String> = if plan.changes.iter().any(|c| c.role == Role::Platform) {
+                Vec::new()
+            } else {
+                plan.changes.iter().map(|c| c.id.clone()).collect()
+            };
+            let selected = super::verify::select(desired, &changed, g)?;
+            Some(super::verify::verify_stations(g, Some(cloud), fleet, desired, selected, v).await?)
+        }
+        (Some(_), _) => {
+            eprintln!("error: not verifying: apply did not finish");
+            None
+        }
+        (None, _) => None,
+    };
+    if opts.json {
+        let mut out = serde_json::json!({"format_version": plan::FORMAT_VERSION, "plan": plan, "result": report});
+        if let Some(v) = &verified {
+            out["verify"] = serde_json::to_value(v)?;
+        }
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        if failed.is_empty() {
+            println!(
+                "\nApply complete! Resources: {} added, {} changed, {} destroyed.",
+                s.add, s.change, s.destroy
+            );
+        } else {
+            println!(
+                "\nApply incomplete: {} station(s) failed (see errors above; run apply again to finish). Resources: {} added, {} changed, {} destroyed.",
+                failed.len(),
+                s.add,
+                s.change,
+                s.destroy
+            );
+        }
+        if let Some(v) = &verified {
+            println!();
+            super::verify::print_report(v, false)?;
+        }
+    }
+    let verify_ok = verified.as_ref().is_none_or(|v| v.passed());
+    Ok(
+        if failed.is_empty() && plan.problems.is_empty() && verify_ok {
+            Exit::Success
+        } else {
+            Exit::Failure
+        },
+    )
 }

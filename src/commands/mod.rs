@@ -2,6 +2,7 @@
 
 pub mod apply;
 pub mod plan;
+pub mod rotate;
 pub mod validate;
 pub mod verify;
 
@@ -122,7 +123,7 @@ pub async fn validate_offline(g: &Globals) -> Result<(Fleet, String, Desired)> {
     let region = resolve_region(g, &fleet).await?;
     let desired = desired::render(&fleet, &AwsContext::new(&region, OFFLINE_ACCOUNT_ID))
         .map_err(config::ConfigError::Invalid)
-        .with_context(|| format!("the policy templates of {} do not render", g.file.display()))?;
+        .with_context(|| format!("the policies of {} fail validation", g.file.display()))?;
     if !g.quiet {
         for w in &desired.warnings {
             eprintln!("warning: {w} (accepted: least_privilege is warn)");
@@ -150,7 +151,7 @@ pub async fn make_plan<C: Cloud>(
     fleet: &Fleet,
     region: &str,
     read: &ReadOptions,
-) -> Result<(Desired, Plan)> {
+) -> Result<(Desired, crate::observed::Observed, Plan)> {
     let account = cloud
         .account()
         .await
@@ -173,7 +174,7 @@ pub async fn make_plan<C: Cloud>(
             prune: read.prune,
         },
     );
-    Ok((desired, plan))
+    Ok((desired, observed, plan))
 }
 
 /// A progress bar on stderr (hidden when stderr is not a terminal, or with -q).

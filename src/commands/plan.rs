@@ -19,7 +19,7 @@ pub fn run(g: &Globals, opts: &PlanOptions) -> Result<Exit> {
         let started = std::time::Instant::now();
         let (fleet, region, _) = validate_offline(g).await?;
         let cloud = connect(g, &region).await?;
-        let (_, plan) = make_plan(g, &cloud, &fleet, &region, &opts.read).await?;
+        let (_, _, plan) = make_plan(g, &cloud, &fleet, &region, &opts.read).await?;
         if opts.json {
             println!("{}", serde_json::to_string_pretty(&plan)?);
         } else {

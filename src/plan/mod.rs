@@ -128,6 +128,12 @@ pub enum Action {
     DeleteThing {
         thing: String,
     },
+    /// Move an archived key directory back into place: it holds the key of the station's
+    /// ACTIVE certificate (an interrupted rotation or replacement archived it).
+    RestoreLocalFiles {
+        from: PathBuf,
+        dir: PathBuf,
+    },
 }
 
 /// How an action counts in the summary, as Terraform counts resources.
@@ -157,7 +163,7 @@ impl Action {
             | Action::DeleteCertificate { .. }
             | Action::DeletePolicy { .. }
             | Action::DeleteThing { .. } => Effect::Destroy,
-            Action::ArchiveLocalFiles { .. } => Effect::Local,
+            Action::ArchiveLocalFiles { .. } | Action::RestoreLocalFiles { .. } => Effect::Local,
         }
     }
 }
@@ -174,6 +180,22 @@ pub struct Summary {
     pub add: usize,
     pub change: usize,
     pub destroy: usize,
+}
+
+impl Summary {
+    /// Count actions as Terraform counts resources.
+    pub fn of(changes: &[IdentityPlan]) -> Self {
+        let mut summary = Summary::default();
+        for a in changes.iter().flat_map(|c| c.actions.iter()) {
+            match a.effect() {
+                Effect::Add => summary.add += 1,
+                Effect::Change => summary.change += 1,
+                Effect::Destroy => summary.destroy += 1,
+                Effect::Local => {}
+            }
+        }
+        summary
+    }
 }
 
 impl Plan {
@@ -235,15 +257,7 @@ pub fn diff(desired: &Desired, observed: &Observed, opts: DiffOptions) -> Plan {
             _ => not_pruned.push(orphan.name.clone()),
         }
     }
-    let mut summary = Summary::default();
-    for a in changes.iter().flat_map(|c| c.actions.iter()) {
-        match a.effect() {
-            Effect::Add => summary.add += 1,
-            Effect::Change => summary.change += 1,
-            Effect::Destroy => summary.destroy += 1,
-            Effect::Local => {}
-        }
-    }
+    let summary = Summary::of(&changes);
     Plan {
         format_version: FORMAT_VERSION,
         fleet: desired.fleet.clone(),
@@ -303,6 +317,86 @@ fn removal(desired: &Desired, name: &str, details: &OrphanDetails) -> Vec<Action
         thing: name.to_string(),
     });
     actions
+}
+
+/// Let go of a certificate that is not the station's: deactivate it (if asked), detach its
+/// policies, detach it from the thing.
+fn retire(
+    actions: &mut Vec<Action>,
+    d: &DesiredIdentity,
+    o: &ObservedIdentity,
+    c: &ObservedCert,
+    deactivate: bool,
+) {
+    if deactivate && c.cert.status == CertStatus::Active {
+        actions.push(Action::DeactivateCertificate {
+            certificate: existing(c),
+            reason: "not this station's certificate (the one in its key directory is)".into(),
+        });
+    }
+    for p in &c.attached_policies {
+        actions.push(Action::DetachPolicy {
+            policy: p.clone(),
+            certificate: existing(c),
+        });
+    }
+    if o.thing_certificates.iter().any(|t| t.cert.id == c.cert.id) {
+        actions.push(Action::DetachThingPrincipal {
+            thing: d.id.clone(),
+            certificate: existing(c),
+        });
+    }
+}
+
+/// The station's certificate exists: make sure it is attached, carries exactly its policy, is
+/// ACTIVE, and is the only one on the thing.
+fn keep_existing(
+    actions: &mut Vec<Action>,
+    d: &DesiredIdentity,
+    o: &ObservedIdentity,
+    c: &ObservedCert,
+) -> Result<(), String> {
+    if !matches!(c.cert.status, CertStatus::Active | CertStatus::Inactive) {
+        return Err(format!(
+            "certificate {} is {}; provision only activates INACTIVE certificates. Finish or cancel its transfer/registration first",
+            c.cert.id, c.cert.status
+        ));
+    }
+    let cert = existing(c);
+    if !o.thing_certificates.iter().any(|t| t.cert.id == c.cert.id) {
+        actions.push(Action::AttachThingPrincipal {
+            thing: d.id.clone(),
+            certificate: cert.clone(),
+        });
+    }
+    if !c.attached_policies.contains(&d.policy_name) {
+        actions.push(Action::AttachPolicy {
+            policy: d.policy_name.clone(),
+            certificate: cert.clone(),
+        });
+    }
+    for extra in c.attached_policies.iter().filter(|p| **p != d.policy_name) {
+        actions.push(Action::DetachPolicy {
+            policy: extra.clone(),
+            certificate: cert.clone(),
+        });
+    }
+    if c.cert.status == CertStatus::Inactive {
+        actions.push(Action::ActivateCertificate {
+            certificate: cert,
+            reason: "certificate is INACTIVE".into(),
+        });
+    }
+    // One certificate per station: any other on the thing (left by an interrupted
+    // replacement, or attached out of band) is deactivated and detached.
+    for other in o
+        .thing_certificates
+        .iter()
+        .filter(|t| t.cert.id != c.cert.id)
+    {
+        retire(actions, d, o, other, true);
+    }
+    Ok(())
 }
 
 fn existing(c: &ObservedCert) -> CertRef {
@@ -401,26 +495,6 @@ fn diff_identity(
         });
     };
     // Certificates to let go of once the new one is in place.
-    let retire = |actions: &mut Vec<Action>, c: &ObservedCert, deactivate: bool| {
-        if deactivate && c.cert.status == CertStatus::Active {
-            actions.push(Action::DeactivateCertificate {
-                certificate: existing(c),
-                reason: "not this station's certificate (the one in its key directory is)".into(),
-            });
-        }
-        for p in &c.attached_policies {
-            actions.push(Action::DetachPolicy {
-                policy: p.clone(),
-                certificate: existing(c),
-            });
-        }
-        if o.thing_certificates.iter().any(|t| t.cert.id == c.cert.id) {
-            actions.push(Action::DetachThingPrincipal {
-                thing: d.id.clone(),
-                certificate: existing(c),
-            });
-        }
-    };
 
     match (&local.certificate_id, &o.local_certificate) {
         (None, _) => {
@@ -430,6 +504,21 @@ fn diff_identity(
                 .iter()
                 .filter(|c| c.cert.status == CertStatus::Active)
                 .collect();
+            // Its key may be in the archive (an interrupted rotation): put it back.
+            if let Some((from, c)) = active.iter().find_map(|c| {
+                local
+                    .archived
+                    .iter()
+                    .find(|(_, id)| *id == c.cert.id)
+                    .map(|(p, _)| (p, *c))
+            }) {
+                actions.push(Action::RestoreLocalFiles {
+                    from: from.clone(),
+                    dir: dir.clone(),
+                });
+                keep_existing(&mut actions, d, o, c)?;
+                return Ok(actions);
+            }
             if !active.is_empty() && !opts.replace_missing_keys {
                 return Err(format!(
                     "certificate {} is ACTIVE on thing {} but its private key is not in {}; provision will not silently mint a second certificate. Restore the directory, or run apply with --replace-missing-keys to issue a new certificate and deactivate the old one",
@@ -446,7 +535,7 @@ fn diff_identity(
             attach_all(&mut actions, CertRef::New);
             // Leftovers (inactive or revoked certificates without local files, or lost keys).
             for c in &o.thing_certificates {
-                retire(&mut actions, c, true);
+                retire(&mut actions, d, o, c, true);
             }
         }
         (Some(id), None) => {
@@ -461,7 +550,7 @@ fn diff_identity(
             });
             attach_all(&mut actions, CertRef::New);
             for other in &o.thing_certificates {
-                retire(&mut actions, other, true);
+                retire(&mut actions, d, o, other, true);
             }
         }
         (Some(_), Some(c)) if c.cert.status == CertStatus::Revoked => {
@@ -475,60 +564,79 @@ fn diff_identity(
                 key,
             });
             attach_all(&mut actions, CertRef::New);
-            retire(&mut actions, c, false);
+            retire(&mut actions, d, o, c, false);
             for other in o
                 .thing_certificates
                 .iter()
                 .filter(|t| t.cert.id != c.cert.id)
             {
-                retire(&mut actions, other, true);
+                retire(&mut actions, d, o, other, true);
             }
         }
-        (Some(_), Some(c)) => {
-            if !matches!(c.cert.status, CertStatus::Active | CertStatus::Inactive) {
-                return Err(format!(
-                    "certificate {} is {}; provision only activates INACTIVE certificates. Finish or cancel its transfer/registration first",
-                    c.cert.id, c.cert.status
-                ));
-            }
-            let cert = existing(c);
-            if !o.thing_certificates.iter().any(|t| t.cert.id == c.cert.id) {
-                actions.push(Action::AttachThingPrincipal {
-                    thing: d.id.clone(),
-                    certificate: cert.clone(),
-                });
-            }
-            if !c.attached_policies.contains(&d.policy_name) {
-                actions.push(Action::AttachPolicy {
-                    policy: d.policy_name.clone(),
-                    certificate: cert.clone(),
-                });
-            }
-            for extra in c.attached_policies.iter().filter(|p| **p != d.policy_name) {
-                actions.push(Action::DetachPolicy {
-                    policy: extra.clone(),
-                    certificate: cert.clone(),
-                });
-            }
-            if c.cert.status == CertStatus::Inactive {
-                actions.push(Action::ActivateCertificate {
-                    certificate: cert,
-                    reason: "certificate is INACTIVE".into(),
-                });
-            }
-            // One certificate per station: any other on the thing (left by an interrupted
-            // replacement, or attached out of band) is deactivated and detached.
-            for other in o
-                .thing_certificates
-                .iter()
-                .filter(|t| t.cert.id != c.cert.id)
-            {
-                retire(&mut actions, other, true);
-            }
-        }
+        (Some(_), Some(c)) => keep_existing(&mut actions, d, o, c)?,
     }
     Ok(actions)
 }
 
 #[cfg(test)]
 mod tests;
+
+/// Rotate a station's certificate: archive the old files, issue and attach a new certificate,
+/// activate it, then retire and delete the old one. The station must be in sync (apply first).
+/// A crash at any point leaves either the old or the new certificate ACTIVE with its key on
+/// disk or in the archive, which the next apply restores.
+pub fn rotation(
+    d: &DesiredIdentity,
+    o: &ObservedIdentity,
+    key: KeyMethod,
+) -> Result<Vec<Action>, String> {
+    let Some(old) = &o.local_certificate else {
+        return Err(format!(
+            "station {} has no certificate to rotate yet; run apply first",
+            d.id
+        ));
+    };
+    let mut actions = vec![
+        Action::ArchiveLocalFiles {
+            dir: d.cert_dir.clone(),
+            reason: format!("rotation: certificate {} is replaced", old.cert.id),
+        },
+        Action::CreateCertificate {
+            dir: d.cert_dir.clone(),
+            reason: format!("rotation of certificate {}", old.cert.id),
+            key,
+        },
+        Action::AttachThingPrincipal {
+            thing: d.id.clone(),
+            certificate: CertRef::New,
+        },
+        Action::AttachPolicy {
+            policy: d.policy_name.clone(),
+            certificate: CertRef::New,
+        },
+        Action::ActivateCertificate {
+            certificate: CertRef::New,
+            reason: "rotation".into(),
+        },
+    ];
+    if old.cert.status == CertStatus::Active {
+        actions.push(Action::DeactivateCertificate {
+            certificate: existing(old),
+            reason: "rotated out".into(),
+        });
+    }
+    for p in &old.attached_policies {
+        actions.push(Action::DetachPolicy {
+            policy: p.clone(),
+            certificate: existing(old),
+        });
+    }
+    actions.push(Action::DetachThingPrincipal {
+        thing: d.id.clone(),
+        certificate: existing(old),
+    });
+    actions.push(Action::DeleteCertificate {
+        certificate: existing(old),
+    });
+    Ok(actions)
+}

@@ -223,6 +223,11 @@ fn render_action(out: &mut String, a: &Action, st: &Styles) {
             if versions.len() == 1 { "" } else { "s" }
         ),
         Action::DeleteThing { thing } => format!("delete thing {thing}"),
+        Action::RestoreLocalFiles { from, dir } => format!(
+            "restore {} from the archive ({}): it holds the key of the ACTIVE certificate",
+            dir.display(),
+            from.display()
+        ),
     };
     let _ = writeln!(out, "  {} {line}", style.apply_to(sym));
     if let Action::UpdatePolicy {

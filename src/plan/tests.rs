@@ -90,6 +90,7 @@ fn actions_of<'a>(p: &'a Plan, id: &str) -> Vec<&'a str> {
                     Action::DeleteCertificate { .. } => "delete_certificate",
                     Action::DeletePolicy { .. } => "delete_policy",
                     Action::DeleteThing { .. } => "delete_thing",
+                    Action::RestoreLocalFiles { .. } => "restore",
                 })
                 .collect()
         })
@@ -472,10 +473,11 @@ async fn removed_station_is_kept_without_prune_and_deleted_with_it() {
         .replace(&tmp.path().display().to_string(), "<certs>")
         .replace(short, "<id>"));
     apply_ok(&cloud, &p).await;
-    let s = cloud.state.lock().unwrap();
-    assert!(!s.things.contains_key("st000"));
-    assert_eq!(s.certificates.len(), 1, "only stmain's certificate is left");
-    drop(s);
+    {
+        let s = cloud.state.lock().unwrap();
+        assert!(!s.things.contains_key("st000"));
+        assert_eq!(s.certificates.len(), 1, "only stmain's certificate is left");
+    }
     assert!(cloud.default_document("f-st000").is_none());
     assert!(!tmp.path().join("st000").exists());
     assert!(
@@ -505,4 +507,67 @@ async fn prune_never_touches_things_it_does_not_own() {
     )
     .await;
     assert!(!p.has_changes(), "{p:#?}");
+}
+
+#[tokio::test]
+async fn rotation_replaces_the_certificate_and_deletes_the_old_one() {
+    let (cloud, tmp, d) = converged().await;
+    let old = cert_arn(&cloud, "st000");
+    let o = observed::observe(&cloud, &d, 4, false, &|| {})
+        .await
+        .unwrap();
+    let actions = rotation(&d.identities[1], &o.identities["st000"], Default::default()).unwrap();
+    let p = Plan {
+        changes: vec![IdentityPlan {
+            id: "st000".into(),
+            role: Role::Station,
+            removal: false,
+            actions,
+        }],
+        ..diff(&d, &o, DiffOptions::default())
+    };
+    assert_eq!(
+        actions_of(&p, "st000"),
+        [
+            "archive",
+            "create_certificate",
+            "attach_thing",
+            "attach_policy",
+            "activate",
+            "deactivate",
+            "detach_policy",
+            "detach_thing",
+            "delete_certificate"
+        ]
+    );
+    repairs(&cloud, &d, &p).await;
+    assert_ne!(cert_arn(&cloud, "st000"), old);
+    assert!(
+        !cloud
+            .state
+            .lock()
+            .unwrap()
+            .certificates
+            .values()
+            .any(|c| c.arn == old),
+        "old certificate deleted"
+    );
+    assert_eq!(
+        std::fs::read_dir(tmp.path().join(".archive/st000"))
+            .unwrap()
+            .count(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn an_archived_key_of_the_active_certificate_is_restored() {
+    // A rotation interrupted right after archiving the old files.
+    let (cloud, tmp, d) = converged().await;
+    let moved = certstore::archive(&tmp.path().join("st000")).unwrap();
+    let p = plan(&cloud, &d).await;
+    assert!(p.problems.is_empty(), "{:?}", p.problems);
+    assert_eq!(actions_of(&p, "st000"), ["restore"]);
+    repairs(&cloud, &d, &p).await;
+    assert!(!moved.exists());
 }
