@@ -171,6 +171,28 @@ struct ReadArgs {
     /// Delete stations this fleet owns that are no longer in the file (their keys are archived).
     #[arg(long)]
     prune: bool,
+    /// Multiply AWS's default API quotas (for an account with raised quotas, or a shared one).
+    #[arg(long, value_name = "FACTOR")]
+    rate_scale: Option<f64>,
+    /// Requests per second for one API, e.g. --rate CreateThing=200 (repeatable).
+    #[arg(long = "rate", value_name = "API=N", value_parser = parse_rate)]
+    rates: Vec<(String, f64)>,
+    /// Seconds a throttled or failing call is retried before its station fails (default 600).
+    #[arg(long, value_name = "SECONDS")]
+    retry_deadline: Option<u64>,
+}
+
+fn parse_rate(s: &str) -> Result<(String, f64), String> {
+    let (api, n) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected API=N (requests per second), got {s:?}"))?;
+    let n: f64 = n
+        .parse()
+        .map_err(|_| format!("{n:?} is not a number of requests per second"))?;
+    if !(n > 0.0 && n.is_finite()) {
+        return Err(format!("the rate for {api} must be positive"));
+    }
+    Ok((api.to_string(), n))
 }
 
 #[derive(Debug, Args)]
@@ -220,6 +242,9 @@ pub fn run() -> anyhow::Result<Exit> {
         replace_missing_keys: r.replace_missing_keys,
         stats: r.stats,
         prune: r.prune,
+        rate_scale: r.rate_scale,
+        rates: r.rates,
+        retry_deadline: r.retry_deadline,
     };
     match cli.command {
         Command::Validate => commands::validate::run(&globals),

@@ -5,7 +5,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use anyhow::{bail, Context, Result};
 
 use super::{
-    connect, make_plan, print_stats, progress_bar, runtime, validate_offline, Exit, Globals,
+    connect, make_plan, print_stats, progress, runtime, validate_offline, Exit, Globals,
     ReadOptions,
 };
 use crate::apply;
@@ -29,7 +29,7 @@ pub fn run(g: &Globals, opts: &ApplyOptions) -> Result<Exit> {
         let started = std::time::Instant::now();
         let (fleet, region, _) = validate_offline(g).await?;
         prepare_local(&fleet, opts.auto_approve)?;
-        let cloud = connect(g, &region).await?;
+        let cloud = connect(g, &region, &fleet, &opts.read).await?;
         let (desired, _, plan) = make_plan(g, &cloud, &fleet, &region, &opts.read).await?;
         let exit = execute(g, &cloud, &plan, opts, Some((&fleet, &desired))).await?;
         if opts.read.stats {
@@ -110,9 +110,10 @@ async fn execute(
             bail!("cancelled; nothing was changed");
         }
     }
-    let bar = progress_bar(g, plan.changes.len() as u64, "applying");
-    let report = apply::apply(cloud, plan, opts.read.parallelism, &|_| bar.inc(1)).await;
-    bar.finish_and_clear();
+    let started = std::time::Instant::now();
+    let bar = progress(g, plan.changes.len() as u64, "applying");
+    let report = apply::apply(cloud, plan, opts.read.parallelism, &|_| bar.inc()).await;
+    bar.finish();
     let failed: Vec<_> = report.failed().collect();
     for f in &failed {
         eprintln!(
@@ -166,6 +167,16 @@ async fn execute(
             println!();
             super::verify::print_report(v, false)?;
         }
+    }
+    if !g.quiet {
+        eprintln!(
+            "Stations: {} changed, {} unchanged, {} failed, {} need attention; {:.1}s.",
+            report.outcomes.len() - failed.len(),
+            plan.unchanged.len(),
+            failed.len(),
+            plan.problems.len(),
+            started.elapsed().as_secs_f64()
+        );
     }
     let verify_ok = verified.as_ref().is_none_or(|v| v.passed());
     Ok(

@@ -47,8 +47,14 @@ impl Globals {
 }
 
 /// Options of commands that read the account.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ReadOptions {
+    /// Scale of the default API quotas (overrides `limits.rate_scale`).
+    pub rate_scale: Option<f64>,
+    /// Per-API rates (override `limits.rates`).
+    pub rates: Vec<(String, f64)>,
+    /// Seconds a throttled call is retried (overrides `limits.retry_deadline_seconds`).
+    pub retry_deadline: Option<u64>,
     pub parallelism: usize,
     pub prune: bool,
     pub replace_missing_keys: bool,
@@ -132,12 +138,33 @@ pub async fn validate_offline(g: &Globals) -> Result<(Fleet, String, Desired)> {
     Ok((fleet, region, desired))
 }
 
-/// Connect to AWS (after everything offline has been validated).
-pub async fn connect(g: &Globals, region: &str) -> Result<AwsCloud> {
+/// Connect to AWS (after everything offline has been validated), with the fleet's rate limits
+/// and the command line's overrides.
+pub async fn connect(
+    g: &Globals,
+    region: &str,
+    fleet: &Fleet,
+    read: &ReadOptions,
+) -> Result<AwsCloud> {
+    let mut rates = fleet.limits.rates.clone();
+    for (api, rate) in &read.rates {
+        if !crate::cloud::limiter::DEFAULT_RATES
+            .iter()
+            .any(|(k, _)| k == api)
+        {
+            bail!("--rate {api}={rate}: {api} is not an API provision calls");
+        }
+        rates.insert(api.clone(), *rate);
+    }
     let opts = AwsOptions {
         profile: g.profile.clone(),
         region: Some(region.to_string()),
-        ..Default::default()
+        rate_scale: read.rate_scale.or(fleet.limits.rate_scale),
+        rates,
+        retry_deadline: read
+            .retry_deadline
+            .or(fleet.limits.retry_deadline_seconds)
+            .map(std::time::Duration::from_secs),
     };
     AwsCloud::connect(&opts)
         .await
@@ -159,13 +186,11 @@ pub async fn make_plan<C: Cloud>(
     let desired = desired::render(fleet, &AwsContext::new(region, &account.account_id))
         .map_err(config::ConfigError::Invalid)
         .context("the policy templates do not render for this account")?;
-    let bar = progress_bar(g, desired.identities.len() as u64, "reading");
-    let observed = observed::observe(cloud, &desired, read.parallelism, read.prune, &|| {
-        bar.inc(1)
-    })
-    .await
-    .with_context(|| format!("cannot read the state of fleet {} from AWS", fleet.name))?;
-    bar.finish_and_clear();
+    let bar = progress(g, desired.identities.len() as u64, "reading");
+    let observed = observed::observe(cloud, &desired, read.parallelism, read.prune, &|| bar.inc())
+        .await
+        .with_context(|| format!("cannot read the state of fleet {} from AWS", fleet.name))?;
+    bar.finish();
     let plan = crate::plan::diff(
         &desired,
         &observed,
@@ -177,21 +202,129 @@ pub async fn make_plan<C: Cloud>(
     Ok((desired, observed, plan))
 }
 
-/// A progress bar on stderr (hidden when stderr is not a terminal, or with -q).
-pub fn progress_bar(g: &Globals, len: u64, phase: &str) -> indicatif::ProgressBar {
-    if g.quiet || !std::io::stderr().is_terminal() {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::new(len);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{prefix:>9} [{bar:30}] {pos}/{len} {per_sec} eta {eta}",
+/// Progress of one phase on stderr: an indicatif bar on a terminal; on anything else (CI logs)
+/// a plain line every few seconds while the phase lasts; nothing with -q.
+pub struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    plain: Option<std::sync::Arc<Plain>>,
+    ticker: Option<tokio::task::JoinHandle<()>>,
+}
+
+struct Plain {
+    phase: String,
+    total: u64,
+    done: std::sync::atomic::AtomicU64,
+    started: std::time::Instant,
+    printed: std::sync::atomic::AtomicBool,
+}
+
+impl Plain {
+    fn line(&self) -> String {
+        let done = self.done.load(std::sync::atomic::Ordering::Relaxed);
+        let secs = self.started.elapsed().as_secs_f64();
+        let rate = if secs > 0.0 { done as f64 / secs } else { 0.0 };
+        let eta = if rate > 0.0 {
+            format!(
+                ", eta {:.0}s",
+                (self.total.saturating_sub(done)) as f64 / rate
+            )
+        } else {
+            String::new()
+        };
+        format!(
+            "provision: {} {done}/{} ({:.0}%), {rate:.1}/s, {secs:.0}s elapsed{eta}",
+            self.phase,
+            self.total,
+            if self.total > 0 {
+                done as f64 * 100.0 / self.total as f64
+            } else {
+                100.0
+            }
         )
-        .expect("valid template")
-        .progress_chars("=> "),
-    );
-    bar.set_prefix(phase.to_string());
-    bar
+    }
+}
+
+impl Progress {
+    pub fn inc(&self) {
+        if let Some(b) = &self.bar {
+            b.inc(1);
+        }
+        if let Some(p) = &self.plain {
+            p.done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    pub fn finish(self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+        if let Some(t) = &self.ticker {
+            t.abort();
+        }
+        if let Some(p) = &self.plain {
+            if p.printed.load(std::sync::atomic::Ordering::Relaxed) {
+                eprintln!("{} (done)", p.line());
+            }
+        }
+    }
+}
+
+/// Seconds between plain progress lines (`PROVISION_PROGRESS_INTERVAL`, default 10).
+fn plain_interval() -> std::time::Duration {
+    let secs = std::env::var("PROVISION_PROGRESS_INTERVAL")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|v| *v > 0.0)
+        .unwrap_or(10.0);
+    std::time::Duration::from_secs_f64(secs)
+}
+
+/// Start showing progress for a phase of `len` items (call inside the runtime).
+pub fn progress(g: &Globals, len: u64, phase: &str) -> Progress {
+    if g.quiet || len == 0 {
+        return Progress {
+            bar: None,
+            plain: None,
+            ticker: None,
+        };
+    }
+    if std::io::stderr().is_terminal() {
+        let bar = indicatif::ProgressBar::new(len);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{prefix:>9} [{bar:30}] {pos}/{len} {per_sec} eta {eta}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        );
+        bar.set_prefix(phase.to_string());
+        return Progress {
+            bar: Some(bar),
+            plain: None,
+            ticker: None,
+        };
+    }
+    let plain = std::sync::Arc::new(Plain {
+        phase: phase.to_string(),
+        total: len,
+        done: std::sync::atomic::AtomicU64::new(0),
+        started: std::time::Instant::now(),
+        printed: std::sync::atomic::AtomicBool::new(false),
+    });
+    let every = plain_interval();
+    let p = plain.clone();
+    let ticker = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(every).await;
+            eprintln!("{}", p.line());
+            p.printed.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    Progress {
+        bar: None,
+        plain: Some(plain),
+        ticker: Some(ticker),
+    }
 }
 
 /// Print per-API call counts and the floor they imply, on stderr.

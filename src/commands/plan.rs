@@ -7,7 +7,7 @@ use super::{
 };
 use crate::plan;
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct PlanOptions {
     pub read: ReadOptions,
     pub json: bool,
@@ -18,7 +18,7 @@ pub fn run(g: &Globals, opts: &PlanOptions) -> Result<Exit> {
     runtime()?.block_on(async {
         let started = std::time::Instant::now();
         let (fleet, region, _) = validate_offline(g).await?;
-        let cloud = connect(g, &region).await?;
+        let cloud = connect(g, &region, &fleet, &opts.read).await?;
         let (_, _, plan) = make_plan(g, &cloud, &fleet, &region, &opts.read).await?;
         if opts.json {
             println!("{}", serde_json::to_string_pretty(&plan)?);

@@ -21,7 +21,7 @@ pub fn run(g: &Globals, opts: &RotateOptions) -> Result<Exit> {
             }
         }
         prepare_local(&fleet, opts.apply.auto_approve)?;
-        let cloud = connect(g, &region).await?;
+        let cloud = connect(g, &region, &fleet, &opts.apply.read).await?;
         let (desired, observed, current) =
             make_plan(g, &cloud, &fleet, &region, &opts.apply.read).await?;
         let mut changes = Vec::new();

@@ -58,7 +58,17 @@ pub fn run(g: &Globals, opts: &VerifyOptions) -> Result<Exit> {
             )
             .await?
         } else {
-            let cloud = connect(g, &region).await?;
+            // One DescribeEndpoint call: the fleet's `limits:` apply, no flags to override them.
+            let read = super::ReadOptions {
+                rate_scale: None,
+                rates: Vec::new(),
+                retry_deadline: None,
+                parallelism: 1,
+                prune: false,
+                replace_missing_keys: false,
+                stats: false,
+            };
+            let cloud = connect(g, &region, &fleet, &read).await?;
             verify_stations(g, Some(&cloud), &fleet, &desired, selected, opts).await?
         };
         print_report(&report, opts.json)?;

@@ -50,6 +50,15 @@ pub struct Fleet {
     pub topics: Vec<(String, Sourced<String>)>,
     pub platform: Identity,
     pub stations: Vec<Identity>,
+    pub limits: Limits,
+}
+
+/// Client-side rate limits (`limits:`); flags override them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Limits {
+    pub rate_scale: Option<f64>,
+    pub rates: BTreeMap<String, f64>,
+    pub retry_deadline_seconds: Option<u64>,
 }
 
 /// A value and where it was written.
@@ -114,6 +123,23 @@ struct RawFleet {
     platform: RawIdentity,
     #[serde(default)]
     stations: Vec<RawIdentity>,
+    #[serde(default)]
+    limits: Option<RawLimits>,
+}
+
+/// API rate limits: AWS's default quotas unless the account has raised ones.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    /// Multiplies every default quota (for example 2.0 for an account with doubled quotas).
+    #[serde(default)]
+    rate_scale: Option<Spanned<f64>>,
+    /// Requests per second by API name (for example `CreateThing: 200`).
+    #[serde(default)]
+    rates: BTreeMap<String, Spanned<f64>>,
+    /// How long a throttled call is retried before its station fails, in seconds.
+    #[serde(default)]
+    retry_deadline_seconds: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -301,6 +327,46 @@ pub fn parse(path: &Path, text: &str) -> Result<Fleet, Diagnostics> {
             diags.push(d(format!("{key} must name a template file"), loc(p)));
         }
     }
+    let mut limits = Limits::default();
+    if let Some(l) = &raw.limits {
+        if let Some(scale) = &l.rate_scale {
+            if !(scale.value > 0.0 && scale.value.is_finite()) {
+                diags.push(d(
+                    format!(
+                        "limits.rate_scale must be a positive number, not {}",
+                        scale.value
+                    ),
+                    loc(scale),
+                ));
+            }
+            limits.rate_scale = Some(scale.value);
+        }
+        for (api, rate) in &l.rates {
+            if !crate::cloud::limiter::DEFAULT_RATES
+                .iter()
+                .any(|(k, _)| k == api)
+            {
+                diags.push(d(
+                    format!(
+                        "limits.rates: {api:?} is not an API provision calls (known: {})",
+                        crate::cloud::limiter::DEFAULT_RATES
+                            .iter()
+                            .map(|(k, _)| *k)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                    loc(rate),
+                ));
+            } else if !(rate.value > 0.0 && rate.value.is_finite()) {
+                diags.push(d(
+                    format!("limits.rates.{api} must be a positive number of requests per second"),
+                    loc(rate),
+                ));
+            }
+            limits.rates.insert(api.clone(), rate.value);
+        }
+        limits.retry_deadline_seconds = l.retry_deadline_seconds.as_ref().map(|s| s.value);
+    }
     let mut topics = Vec::new();
     for required in ["up", "down"] {
         match raw.topics.value.get(required) {
@@ -445,6 +511,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Fleet, Diagnostics> {
         topics,
         platform,
         stations,
+        limits,
     })
 }
 
