@@ -712,6 +712,7 @@ class SandboxControl:
     def __init__(self, app: WSGIApp, *, request_log: RequestLog, quota: QuotaLayer,
                  ca: LocalCA, info: dict[str, Any]):
         self.app, self.request_log, self.quota, self.ca, self.info = app, request_log, quota, ca, info
+        self.broker: Any = None  # set by main() with --broker
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
@@ -743,6 +744,18 @@ class SandboxControl:
             except Exception as e:
                 return _json_response(start_response, "400 Bad Request", {"error": str(e)})
             return _json_response(start_response, "200 OK", self.quota.state())
+        if route.startswith("/_sandbox/broker") and self.broker is not None:
+            # GET /_sandbox/broker: host, port, resolve, ca_file, running, decisions;
+            # POST /_sandbox/broker/stop | /start: take the broker down or up (tests of outages).
+            if route == "/_sandbox/broker/stop" and method == "POST":
+                self.broker.stop_process()
+            elif route == "/_sandbox/broker/start" and method == "POST":
+                self.broker.start()
+            elif not (route == "/_sandbox/broker" and method == "GET"):
+                return _json_response(start_response, "404 Not Found", {"error": f"no route {method} {path}"})
+            with self.broker.authorizer.lock:
+                decisions = list(self.broker.authorizer.decisions)
+            return _json_response(start_response, "200 OK", {**self.broker.info(), "decisions": decisions})
         return _json_response(start_response, "404 Not Found", {"error": f"no route {method} {path}"})
 
 
@@ -776,6 +789,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--latency-ms", type=float, default=0.0, help="added latency per AWS call")
     p.add_argument("--quota", action="append", default=[], metavar="SERVICE:ACTION=RPS",
                    help="override/add a base rate (before scaling); ACTION '*' = service-wide")
+    # The MQTT broker (scripts/sandbox_broker.py): mosquitto authorizing like AWS IoT Core.
+    p.add_argument("--broker", action="store_true",
+                   help="also run an AWS IoT-like MQTT broker (mosquitto, TLS, policy-enforcing)")
+    p.add_argument("--broker-port", type=int, default=0, help="broker TLS port; 0 = a free port")
+    p.add_argument("--broker-region", default=os.environ.get("AWS_REGION") or "cn-northwest-1",
+                   help="region whose ATS endpoint host name the broker serves (default AWS_REGION "
+                        "or cn-northwest-1)")
+    p.add_argument("--broker-name", action="append", default=[], metavar="HOST",
+                   help="extra host name on the broker's server certificate (e.g. a custom domain)")
     return p.parse_args(argv)
 
 
@@ -824,6 +846,20 @@ def main(argv: list[str] | None = None) -> int:
     url = f"http://{args.host}:{port}"
     info["url"] = url
 
+    broker = None
+    if args.broker:
+        from moto.core import DEFAULT_ACCOUNT_ID
+        from sandbox_broker import Broker
+
+        host = endpoint_address(DEFAULT_ACCOUNT_ID, args.broker_region, "iot:Data-ATS")
+        cache = os.path.join(os.environ.get("PROVISION_CACHE_DIR") or
+                             os.path.join(os.path.expanduser("~"), ".cache", "provision"), "broker")
+        broker = Broker(state_dir=state_dir, cache_dir=cache, ca=ca, host_names=[host, *args.broker_name],
+                        port=args.broker_port, bind=args.host)
+        broker.start()
+        app.broker = broker
+        info["broker"] = broker.info()
+
     def on_signal(signum: int, _frame: Any) -> None:
         log(f"signal {signum}: shutting down")
         threading.Thread(target=server.shutdown, daemon=True).start()
@@ -839,6 +875,8 @@ def main(argv: list[str] | None = None) -> int:
         server.serve_forever()
     finally:
         server.server_close()
+        if broker is not None:
+            broker.stop()
         log("stopped")
     return 0
 

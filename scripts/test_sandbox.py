@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)  # sandbox_broker
 SERVER = os.path.join(HERE, "sandbox.py")
 SANDBOX_SH = os.path.join(HERE, "sandbox")
 REGION = "cn-northwest-1"
@@ -295,6 +296,106 @@ class QuotaTest(unittest.TestCase):
         for _ in range(3):
             iot.list_things()
         self.assertGreaterEqual(time.monotonic() - t0, 0.6)
+
+
+class PolicyEvaluationTest(unittest.TestCase):
+    """The broker's IoT policy semantics (scripts/sandbox_broker.py)."""
+
+    def test_patterns(self):
+        from sandbox_broker import iot_pattern_match as m
+
+        self.assertTrue(m("topic/device/*", "topic/device/station/up/st000"))  # across levels
+        self.assertTrue(m("client/st00?", "client/st001"))
+        self.assertFalse(m("client/st00?", "client/st0010"))
+        self.assertTrue(m("topicfilter/up/+", "topicfilter/up/+"))  # MQTT wildcards are literal
+        self.assertFalse(m("topicfilter/up/+", "topicfilter/up/st000"))
+        self.assertFalse(m("topic/a.b", "topic/aXb"))  # regex characters are literal
+
+    def test_evaluate(self):
+        from sandbox_broker import evaluate
+
+        arn = "arn:aws-cn:iot:cn-northwest-1:123456789012:"
+        allow = json.dumps({"Statement": [
+            {"Effect": "Allow", "Action": "iot:Connect", "Resource": arn + "client/${iot:ClientId}"},
+            {"Effect": "Allow", "Action": ["iot:Publish"], "Resource": [arn + "topic/up/*"]},
+            {"Effect": "Allow", "Action": "iot:Subscribe",
+             "Resource": arn + "topicfilter/${iot:Connection.Thing.ThingName}/down"}]})
+        deny = json.dumps({"Statement": [
+            {"Effect": "Deny", "Action": "iot:*", "Resource": arn + "topic/up/secret"}]})
+        v = {"iot:ClientId": "st000"}
+        self.assertTrue(evaluate([allow], "iot:Connect", arn + "client/st000", v, False)[0])
+        self.assertFalse(evaluate([allow], "iot:Connect", arn + "client/st001", v, False)[0])
+        self.assertTrue(evaluate([allow], "iot:Publish", arn + "topic/up/a/b", v, False)[0])
+        ok, why = evaluate([allow, deny], "iot:Publish", arn + "topic/up/secret", v, False)
+        self.assertFalse(ok)
+        self.assertIn("explicitly denied", why)
+        # An unresolvable variable (no attached thing named like the client) never matches.
+        self.assertFalse(evaluate([allow], "iot:Subscribe", arn + "topicfilter/st000/down", v, False)[0])
+        v2 = dict(v, **{"iot:Connection.Thing.ThingName": "st000"})
+        self.assertTrue(evaluate([allow], "iot:Subscribe", arn + "topicfilter/st000/down", v2, True)[0])
+        ok, why = evaluate([], "iot:Connect", arn + "client/st000", v, False)
+        self.assertFalse(ok)
+        self.assertIn("no attached policy allows iot:Connect", why)
+
+
+class BrokerTest(unittest.TestCase):
+    """sandbox.py --broker: mosquitto up with a server certificate for the ATS endpoint, and the
+    authorizer answering from the account's state."""
+
+    def test_broker_serves_the_endpoint_and_authorizes_from_policies(self):
+        import socket
+        import ssl
+
+        tmp = tempfile.mkdtemp(prefix="sandbox-broker-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        sb = Sandbox(os.path.join(tmp, "state"), "--broker")
+        self.addCleanup(sb.stop)
+        with urllib.request.urlopen(sb.url + "/_sandbox/broker") as r:
+            info = json.loads(r.read())
+        iot = sb.client("iot")
+        host = iot.describe_endpoint(endpointType="iot:Data-ATS")["endpointAddress"]
+        self.assertTrue(info["running"])
+        self.assertEqual(info["host"], host)
+        self.assertEqual(info["resolve"], f"{host}:{info['port']}:127.0.0.1")
+
+        # TLS: the server certificate verifies for the endpoint name against the sandbox CA.
+        ctx = ssl.create_default_context(cafile=info["ca_file"])
+        with socket.create_connection(("127.0.0.1", info["port"]), timeout=5) as raw:
+            try:
+                with ctx.wrap_socket(raw, server_hostname=host) as tls:
+                    names = [v for k, v in tls.getpeercert()["subjectAltName"] if k == "DNS"]
+                    self.assertEqual(names, [host])
+            except (ssl.SSLError, ConnectionResetError, BrokenPipeError) as e:
+                # Without a client certificate the broker may end the handshake; the server
+                # certificate was verified before that.
+                self.assertNotIn("CERTIFICATE_VERIFY_FAILED", str(e))
+
+        # The authorizer: a certificate with a policy for client/st000 only.
+        cert = iot.create_keys_and_certificate(setAsActive=True)
+        arn = "arn:aws-cn:iot:cn-northwest-1:123456789012:"
+        iot.create_policy(policyName="p", policyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "iot:Connect", "Resource": arn + "client/st000"}]}))
+        iot.attach_policy(policyName="p", target=cert["certificateArn"])
+
+        def ask(action: str, client: str, resource: str) -> str:
+            with socket.socket(socket.AF_UNIX) as s:
+                s.connect(os.path.join(tmp, "state", "broker", "authz.sock"))
+                s.sendall(f"{action} {cert['certificateId']} {client.encode().hex()} "
+                          f"{resource.encode().hex()}\n".encode())
+                return s.makefile().readline()
+
+        self.assertEqual(ask("connect", "st000", "st000"), "ALLOW\n")
+        self.assertTrue(ask("connect", "st001", "st001").startswith("DENY no attached policy"))
+        self.assertTrue(ask("publish", "st000", "up/st000").startswith("DENY"))
+        iot.update_certificate(certificateId=cert["certificateId"], newStatus="INACTIVE")
+        self.assertIn("is INACTIVE", ask("connect", "st000", "st000"))
+
+        # Down and up again (tests of outages).
+        req = urllib.request.Request(sb.url + "/_sandbox/broker/stop", method="POST")
+        with urllib.request.urlopen(req) as r:
+            self.assertFalse(json.loads(r.read())["running"])
+        with self.assertRaises(OSError):
+            socket.create_connection(("127.0.0.1", info["port"]), timeout=2).close()
 
 
 class ShellScriptTest(unittest.TestCase):

@@ -66,6 +66,85 @@ enum Command {
     Apply(ApplyArgs),
     /// Issue new certificates for stations and retire the old ones (old keys are archived).
     Rotate(RotateArgs),
+    /// Connect as each station over MQTT 5 with mutual TLS: prove the round trip and the confinement.
+    #[command(after_help = VERIFY_HELP)]
+    Verify(VerifyArgs),
+}
+
+const VERIFY_HELP: &str = "\
+Probes per station: connect (client id = station id), uplink (QoS 1 publish received by the
+platform), downlink (platform publish received by the station), and confinement: publishing
+to another station's uplink, subscribing to its downlink and connecting with its client id
+must be refused (reason code 135) or never delivered.
+
+Exit codes:
+  0  every probe of every station passed
+  1  a probe failed, or an error (invalid input, endpoint unreachable)";
+
+#[derive(Debug, Args)]
+struct MqttArgs {
+    /// Connect to this host instead of the fleet's endpoint (default: the custom domain when
+    /// configured, else DescribeEndpoint iot:Data-ATS).
+    #[arg(long, value_name = "HOST")]
+    endpoint: Option<String>,
+    /// MQTT over TLS port: 8883, or 443 (then with ALPN x-amzn-mqtt-ca).
+    #[arg(long, default_value_t = 8883)]
+    port: u16,
+    /// Check the server's certificate against this CA file (default: Amazon Root CA 1).
+    #[arg(long, value_name = "PEM")]
+    ca_file: Option<PathBuf>,
+    /// Connect to ADDRESS for HOST:PORT, keeping SNI and the certificate check for HOST (like curl).
+    #[arg(long, value_name = "HOST:PORT:ADDRESS")]
+    resolve: Vec<String>,
+    /// Seconds each probe may take (connect, acknowledgement, delivery).
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
+    timeout: f64,
+    /// Seconds to watch for a forbidden message before concluding it was never delivered.
+    #[arg(long, value_name = "SECONDS", default_value_t = 2.0)]
+    settle: f64,
+}
+
+#[derive(Debug, Args)]
+struct VerifyArgs {
+    /// Verify only these stations (repeatable, or comma-separated); default: every station.
+    #[arg(long, value_name = "ID", value_delimiter = ',')]
+    station: Vec<String>,
+    #[command(flatten)]
+    mqtt: MqttArgs,
+    /// Stations verified at once.
+    #[arg(long, default_value_t = 8)]
+    parallelism: usize,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn verify_options(
+    m: MqttArgs,
+    stations: Vec<String>,
+    parallelism: usize,
+    json: bool,
+) -> anyhow::Result<commands::verify::VerifyOptions> {
+    let secs = |name: &str, v: f64| {
+        if v.is_finite() && v > 0.0 && v <= 3600.0 {
+            Ok(std::time::Duration::from_secs_f64(v))
+        } else {
+            Err(anyhow::anyhow!(
+                "--{name} {v}: expected a number of seconds between 0 and 3600"
+            ))
+        }
+    };
+    Ok(commands::verify::VerifyOptions {
+        stations,
+        endpoint: m.endpoint,
+        port: m.port,
+        ca_file: m.ca_file,
+        resolve: m.resolve,
+        timeout: secs("timeout", m.timeout)?,
+        settle: secs("settle", m.settle)?,
+        parallelism: parallelism.max(1),
+        json,
+    })
 }
 
 #[derive(Debug, Args)]
@@ -139,6 +218,11 @@ struct ApplyArgs {
     /// Print the plan and the result as JSON.
     #[arg(long)]
     json: bool,
+    /// After applying, verify the stations that changed over MQTT (see `provision verify`).
+    #[arg(long)]
+    verify: bool,
+    #[command(flatten)]
+    mqtt: MqttArgs,
 }
 
 /// Parse the command line and run the command.
@@ -179,7 +263,14 @@ pub fn run() -> anyhow::Result<Exit> {
                 read: read(a.read),
                 auto_approve: a.auto_approve,
                 json: a.json,
+                verify: a
+                    .verify
+                    .then(|| verify_options(a.mqtt, Vec::new(), 8, a.json))
+                    .transpose()?,
             },
+        ),
+        Command::Rotate(r) if r.apply.verify => anyhow::bail!(
+            "rotate --verify is not supported: after rotating, run `provision verify --station ID`"
         ),
         Command::Rotate(r) => commands::rotate::run(
             &globals,
@@ -189,8 +280,13 @@ pub fn run() -> anyhow::Result<Exit> {
                     read: read(r.apply.read),
                     auto_approve: r.apply.auto_approve,
                     json: r.apply.json,
+                    verify: None,
                 },
             },
+        ),
+        Command::Verify(a) => commands::verify::run(
+            &globals,
+            &verify_options(a.mqtt, a.station, a.parallelism, a.json)?,
         ),
     }
 }

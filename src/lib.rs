@@ -16,3 +16,4 @@ pub mod lint;
 pub mod observed;
 pub mod plan;
 pub mod policy;
+pub mod verify;

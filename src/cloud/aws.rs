@@ -601,6 +601,24 @@ impl Cloud for AwsCloud {
         Ok(())
     }
 
+    async fn describe_endpoint(&self, endpoint_type: &str) -> Result<String> {
+        let out = self
+            .call("DescribeEndpoint", || {
+                self.iot
+                    .describe_endpoint()
+                    .endpoint_type(endpoint_type)
+                    .send()
+            })
+            .await?;
+        out.endpoint_address()
+            .map(str::to_string)
+            .ok_or_else(|| CloudError::Api {
+                operation: "DescribeEndpoint",
+                code: "EmptyResponse".into(),
+                message: format!("no {endpoint_type} endpoint address in the answer"),
+            })
+    }
+
     async fn delete_certificate(&self, certificate_id: &str) -> Result<()> {
         self.call("DeleteCertificate", || {
             self.iot

@@ -453,6 +453,17 @@ impl Cloud for FakeCloud {
         })
     }
 
+    async fn describe_endpoint(&self, endpoint_type: &str) -> Result<String> {
+        self.with("DescribeEndpoint", |_| match endpoint_type {
+            "iot:Data-ATS" => Ok(format!("fakeendpoint00-ats.iot.{REGION}.amazonaws.com.cn")),
+            other => Err(api_err(
+                "DescribeEndpoint",
+                "InvalidRequestException",
+                format!("unsupported endpoint type {other}"),
+            )),
+        })
+    }
+
     async fn delete_certificate(&self, certificate_id: &str) -> Result<()> {
         self.with("DeleteCertificate", |s| {
             let c = s.certificates.get(certificate_id).ok_or_else(|| {

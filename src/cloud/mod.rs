@@ -266,6 +266,10 @@ pub trait Cloud: Send + Sync {
         policy: &str,
         principal_arn: &str,
     ) -> impl Future<Output = Result<()>> + Send;
+
+    /// The account's endpoint host name of this type (`iot:Data-ATS` for MQTT devices).
+    fn describe_endpoint(&self, endpoint_type: &str)
+        -> impl Future<Output = Result<String>> + Send;
     /// Delete a certificate (it must be INACTIVE and attached to nothing).
     fn delete_certificate(&self, certificate_id: &str) -> impl Future<Output = Result<()>> + Send;
     fn delete_thing(&self, name: &str) -> impl Future<Output = Result<()>> + Send;

@@ -12,6 +12,7 @@ use crate::apply;
 use crate::certstore;
 use crate::cloud::aws::AwsCloud;
 use crate::config::Fleet;
+use crate::desired::{Desired, Role};
 use crate::plan::{self, Plan};
 
 #[derive(Debug, Clone)]
@@ -19,6 +20,8 @@ pub struct ApplyOptions {
     pub read: ReadOptions,
     pub auto_approve: bool,
     pub json: bool,
+    /// `--verify`: after applying, verify the stations that changed.
+    pub verify: Option<super::verify::VerifyOptions>,
 }
 
 pub fn run(g: &Globals, opts: &ApplyOptions) -> Result<Exit> {
@@ -27,8 +30,8 @@ pub fn run(g: &Globals, opts: &ApplyOptions) -> Result<Exit> {
         let (fleet, region, _) = validate_offline(g).await?;
         prepare_local(&fleet, opts.auto_approve)?;
         let cloud = connect(g, &region, &fleet, &opts.read).await?;
-        let (_, _, plan) = make_plan(g, &cloud, &fleet, &region, &opts.read).await?;
-        let exit = confirm_and_execute(g, &cloud, &plan, opts).await?;
+        let (desired, _, plan) = make_plan(g, &cloud, &fleet, &region, &opts.read).await?;
+        let exit = execute(g, &cloud, &plan, opts, Some((&fleet, &desired))).await?;
         if opts.read.stats {
             print_stats(&cloud, started.elapsed());
         }
@@ -66,10 +69,24 @@ pub async fn confirm_and_execute(
     plan: &Plan,
     opts: &ApplyOptions,
 ) -> Result<Exit> {
+    execute(g, cloud, plan, opts, None).await
+}
+
+/// [`confirm_and_execute`], then with `opts.verify` and the fleet: verify what changed.
+async fn execute(
+    g: &Globals,
+    cloud: &AwsCloud,
+    plan: &Plan,
+    opts: &ApplyOptions,
+    fleet: Option<(&Fleet, &Desired)>,
+) -> Result<Exit> {
     if !opts.json {
         print!("{}", plan::render_text(plan, g.stdout_color()));
     }
     if !plan.has_changes() {
+        if opts.verify.is_some() && !g.quiet {
+            eprintln!("Nothing changed, so nothing to verify (run `provision verify` to check every station).");
+        }
         if opts.json {
             println!(
                 "{}",
@@ -109,26 +126,48 @@ pub async fn confirm_and_execute(
         );
     }
     let s = report.summary;
+    // --verify: the stations that changed (all of them when the platform did).
+    let verified = match (&opts.verify, fleet) {
+        (Some(v), Some((fleet, desired))) if failed.is_empty() => {
+            let changed: Vec<String> = if plan.changes.iter().any(|c| c.role == Role::Platform) {
+                Vec::new()
+            } else {
+                plan.changes.iter().map(|c| c.id.clone()).collect()
+            };
+            let selected = super::verify::select(desired, &changed, g)?;
+            Some(super::verify::verify_stations(g, Some(cloud), fleet, desired, selected, v).await?)
+        }
+        (Some(_), _) => {
+            eprintln!("error: not verifying: apply did not finish");
+            None
+        }
+        (None, _) => None,
+    };
     if opts.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(
-                &serde_json::json!({"format_version": plan::FORMAT_VERSION, "plan": plan, "result": report})
-            )?
-        );
-    } else if failed.is_empty() {
-        println!(
-            "\nApply complete! Resources: {} added, {} changed, {} destroyed.",
-            s.add, s.change, s.destroy
-        );
+        let mut out = serde_json::json!({"format_version": plan::FORMAT_VERSION, "plan": plan, "result": report});
+        if let Some(v) = &verified {
+            out["verify"] = serde_json::to_value(v)?;
+        }
+        println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
-        println!(
-            "\nApply incomplete: {} station(s) failed (see errors above; run apply again to finish). Resources: {} added, {} changed, {} destroyed.",
-            failed.len(),
-            s.add,
-            s.change,
-            s.destroy
-        );
+        if failed.is_empty() {
+            println!(
+                "\nApply complete! Resources: {} added, {} changed, {} destroyed.",
+                s.add, s.change, s.destroy
+            );
+        } else {
+            println!(
+                "\nApply incomplete: {} station(s) failed (see errors above; run apply again to finish). Resources: {} added, {} changed, {} destroyed.",
+                failed.len(),
+                s.add,
+                s.change,
+                s.destroy
+            );
+        }
+        if let Some(v) = &verified {
+            println!();
+            super::verify::print_report(v, false)?;
+        }
     }
     if !g.quiet {
         eprintln!(
@@ -140,9 +179,12 @@ pub async fn confirm_and_execute(
             started.elapsed().as_secs_f64()
         );
     }
-    Ok(if failed.is_empty() && plan.problems.is_empty() {
-        Exit::Success
-    } else {
-        Exit::Failure
-    })
+    let verify_ok = verified.as_ref().is_none_or(|v| v.passed());
+    Ok(
+        if failed.is_empty() && plan.problems.is_empty() && verify_ok {
+            Exit::Success
+        } else {
+            Exit::Failure
+        },
+    )
 }

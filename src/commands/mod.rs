@@ -4,6 +4,7 @@ pub mod apply;
 pub mod plan;
 pub mod rotate;
 pub mod validate;
+pub mod verify;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -71,6 +72,8 @@ pub fn init_logging(g: &Globals) {
             _ => "provision=debug",
         }
     };
+    // rumqttc warns about every refused PUBACK / SUBACK; verify reports those itself.
+    let default = format!("{default},rumqttc=error");
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()

@@ -39,13 +39,24 @@ pub struct Sandbox {
 
 impl Sandbox {
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// With the MQTT broker (mosquitto enforcing the account's IoT policies) on a free port.
+    pub fn start_with_broker() -> Self {
+        Self::start_with(&["--broker"])
+    }
+
+    fn start_with(extra: &[&str]) -> Self {
         let state = tempfile::tempdir().unwrap();
         let mut child = Command::new(sandbox_python())
             .arg(repo().join("scripts/sandbox.py"))
-            .args(["--port", "0", "--state-dir"])
+            .args(["--port", "0"])
+            .args(extra)
+            .arg("--state-dir")
             .arg(state.path())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(state.path().join("sandbox.stderr")).unwrap())
             .spawn()
             .expect("start scripts/sandbox.py");
         let mut line = String::new();
@@ -55,7 +66,11 @@ impl Sandbox {
         let url = line
             .trim()
             .strip_prefix("READY ")
-            .unwrap_or_else(|| panic!("sandbox did not start: {line:?}"))
+            .unwrap_or_else(|| {
+                let log = std::fs::read_to_string(state.path().join("sandbox.stderr"))
+                    .unwrap_or_default();
+                panic!("sandbox did not start: {line:?}; its stderr:\n{log}")
+            })
             .to_string();
         Sandbox { child, url, state }
     }
@@ -71,6 +86,29 @@ impl Sandbox {
         let mut body = String::new();
         s.read_to_string(&mut body).unwrap();
         body.split("\r\n\r\n").nth(1).unwrap_or("").to_string()
+    }
+
+    /// The broker's connection facts (`GET /_sandbox/broker`).
+    pub fn broker(&self) -> serde_json::Value {
+        serde_json::from_str(&self.http("GET", "/_sandbox/broker")).unwrap()
+    }
+
+    /// Take the broker down (the sandbox's AWS APIs stay up).
+    pub fn stop_broker(&self) {
+        self.http("POST", "/_sandbox/broker/stop");
+    }
+
+    /// `--port P --resolve HOST:P:127.0.0.1 --ca-file CA`: how verify reaches the sandbox broker.
+    pub fn broker_args(&self) -> Vec<String> {
+        let b = self.broker();
+        vec![
+            "--port".into(),
+            b["port"].to_string(),
+            "--resolve".into(),
+            b["resolve"].as_str().unwrap().into(),
+            "--ca-file".into(),
+            b["ca_file"].as_str().unwrap().into(),
+        ]
     }
 
     /// Forget every resource (moto's reset), as a new account.
