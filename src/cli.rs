@@ -56,6 +56,19 @@ struct GlobalArgs {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Write a starter stations.yaml and policy templates (never overwrites).
+    Init {
+        /// Where to write them.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Print the JSON Schema of stations.yaml (for editors: yaml-language-server).
+    Schema,
+    /// Print shell completions.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Check the fleet file and render every policy, offline: no AWS call.
     Validate,
     /// Show what apply would change in the account.
@@ -170,8 +183,11 @@ struct ReadArgs {
     #[arg(long)]
     stats: bool,
     /// Delete stations this fleet owns that are no longer in the file (their keys are archived).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "targets")]
     prune: bool,
+    /// Only this station or platform (repeatable); the others are neither read nor changed.
+    #[arg(long = "target", value_name = "ID")]
+    targets: Vec<String>,
     /// Multiply AWS's default API quotas (for an account with raised quotas, or a shared one).
     #[arg(long, value_name = "FACTOR")]
     rate_scale: Option<f64>,
@@ -246,8 +262,27 @@ pub fn run() -> anyhow::Result<Exit> {
         rate_scale: r.rate_scale,
         rates: r.rates,
         retry_deadline: r.retry_deadline,
+        targets: r.targets,
     };
     match cli.command {
+        Command::Init { dir } => commands::init::run(&dir),
+        Command::Schema => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&crate::config::json_schema())?
+            );
+            Ok(Exit::Success)
+        }
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "provision",
+                &mut std::io::stdout(),
+            );
+            Ok(Exit::Success)
+        }
         Command::Validate => commands::validate::run(&globals),
         Command::Plan(a) => commands::plan::run(
             &globals,

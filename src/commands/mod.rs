@@ -1,6 +1,7 @@
 //! Command layer: runs the pipeline stages for each subcommand, with anyhow context and exit codes.
 
 pub mod apply;
+pub mod init;
 pub mod plan;
 pub mod rotate;
 pub mod validate;
@@ -55,6 +56,8 @@ pub struct ReadOptions {
     pub rates: Vec<(String, f64)>,
     /// Seconds a throttled call is retried (overrides `limits.retry_deadline_seconds`).
     pub retry_deadline: Option<u64>,
+    /// Only these identities (`--target`); empty: all.
+    pub targets: Vec<String>,
     pub parallelism: usize,
     pub prune: bool,
     pub replace_missing_keys: bool,
@@ -139,6 +142,19 @@ pub async fn validate_offline(g: &Globals) -> Result<(Fleet, String, Desired)> {
     Ok((fleet, region, desired))
 }
 
+/// `--target` ids must name identities of the fleet (checked before any API call).
+pub fn check_targets(g: &Globals, fleet: &Fleet, read: &ReadOptions) -> Result<()> {
+    for t in &read.targets {
+        if !fleet.identities().any(|i| &i.id == t) {
+            bail!(
+                "--target {t}: there is no station or platform {t} in {}",
+                g.file.display()
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Connect to AWS (after everything offline has been validated), with the fleet's rate limits
 /// and the command line's overrides.
 pub async fn connect(
@@ -147,6 +163,7 @@ pub async fn connect(
     fleet: &Fleet,
     read: &ReadOptions,
 ) -> Result<AwsCloud> {
+    check_targets(g, fleet, read)?;
     let mut rates = fleet.limits.rates.clone();
     for (api, rate) in &read.rates {
         if !crate::cloud::limiter::DEFAULT_RATES
@@ -184,15 +201,23 @@ pub async fn make_plan<C: Cloud>(
         .account()
         .await
         .context("cannot identify the AWS account (check the credentials)")?;
-    let desired = desired::render(fleet, &AwsContext::new(region, &account.account_id))
+    let mut desired = desired::render(fleet, &AwsContext::new(region, &account.account_id))
         .map_err(config::ConfigError::Invalid)
         .context("the policy templates do not render for this account")?;
+    if !read.targets.is_empty() {
+        desired.identities.retain(|d| read.targets.contains(&d.id));
+    }
     tracing::info!(account = %account.account_id, "reading the account");
     let bar = progress(g, desired.identities.len() as u64, "reading");
     let observed = observed::observe(cloud, &desired, read.parallelism, read.prune, &|| bar.inc())
         .await
         .with_context(|| format!("cannot read the state of fleet {} from AWS", fleet.name))?;
     bar.finish();
+    let mut observed = observed;
+    if !read.targets.is_empty() {
+        // Other stations are out of scope, not removed.
+        observed.orphans.clear();
+    }
     tracing::info!("read {} identities; diffing", desired.identities.len());
     let plan = crate::plan::diff(
         &desired,
