@@ -222,10 +222,17 @@ struct PlanArgs {
     /// Exit 2 when there are changes, 0 when none, 1 on error.
     #[arg(long)]
     detailed_exitcode: bool,
+    /// Save the plan as JSON to FILE; `provision apply FILE` applies exactly it.
+    #[arg(short = 'o', long = "out", value_name = "FILE")]
+    out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
 struct ApplyArgs {
+    /// A plan saved with `provision plan -o FILE`: apply exactly it (refused if the account or
+    /// the fleet file changed since).
+    #[arg(value_name = "PLAN")]
+    plan: Option<PathBuf>,
     #[command(flatten)]
     read: ReadArgs,
     /// Apply without asking for confirmation.
@@ -290,6 +297,7 @@ pub fn run() -> anyhow::Result<Exit> {
                 read: read(a.read),
                 json: a.json,
                 detailed_exitcode: a.detailed_exitcode,
+                out: a.out,
             },
         ),
         Command::Apply(a) => commands::apply::run(
@@ -302,6 +310,7 @@ pub fn run() -> anyhow::Result<Exit> {
                     .verify
                     .then(|| verify_options(a.mqtt, Vec::new(), 8, a.json))
                     .transpose()?,
+                saved: a.plan,
             },
         ),
         Command::Rotate(r) if r.apply.verify => anyhow::bail!(
@@ -315,6 +324,7 @@ pub fn run() -> anyhow::Result<Exit> {
                     read: read(r.apply.read),
                     auto_approve: r.apply.auto_approve,
                     json: r.apply.json,
+                    saved: None,
                     verify: None,
                 },
             },

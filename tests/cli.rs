@@ -140,3 +140,97 @@ fn no_colour_unless_a_terminal() {
     assert_eq!(run.code, 0, "{run:?}");
     assert!(!run.stdout.contains('\u{1b}'), "{run:?}");
 }
+
+#[tokio::test]
+async fn saved_plan_applies_exactly_and_refuses_when_stale() {
+    let s = Sandbox::start();
+    let f = Fleet::example();
+    let d = f.dir.path();
+    let plan = provision(
+        Some(&s),
+        d,
+        &["plan", "-o", "plan.json", "--detailed-exitcode"],
+    );
+    assert_eq!(plan.code, 2, "{plan:?}");
+    assert!(
+        plan.stderr.contains("Saved the plan to plan.json"),
+        "{plan:?}"
+    );
+    let saved = std::fs::read_to_string(d.join("plan.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&saved).unwrap();
+    assert_eq!(v["format_version"], 1);
+    assert_eq!(v["fingerprint"]["file"].as_str().unwrap().len(), 64);
+    assert!(!saved.contains("PRIVATE KEY"));
+
+    // A flag that belongs to plan is refused with a plan file.
+    let wrong = provision(Some(&s), d, &["apply", "plan.json", "--target", "st000"]);
+    assert_eq!(wrong.code, 1, "{wrong:?}");
+    assert!(
+        wrong.stderr.contains("come from the saved plan"),
+        "{wrong:?}"
+    );
+
+    // Applied exactly, without a question (the saved plan is the approval).
+    let apply = provision(Some(&s), d, &["apply", "plan.json"]);
+    assert_eq!(apply.code, 0, "{apply:?}");
+    assert!(
+        apply
+            .stdout
+            .contains("Apply complete! Resources: 15 added, 3 changed, 0 destroyed."),
+        "{apply:?}"
+    );
+    assert!(!saved.contains("PRIVATE KEY"));
+    let again = provision(Some(&s), d, &["plan", "--detailed-exitcode"]);
+    assert_eq!(again.code, 0, "{again:?}");
+
+    // The same plan again: the account changed since (it was applied).
+    let stale = provision(Some(&s), d, &["apply", "plan.json"]);
+    assert_eq!(stale.code, 1, "{stale:?}");
+    assert!(
+        stale
+            .stderr
+            .contains("the account changed since plan.json was made"),
+        "{stale:?}"
+    );
+
+    // Out-of-band drift after planning: refused, nothing changed.
+    let plan = provision(Some(&s), d, &["plan", "-o", "plan.json"]);
+    assert_eq!(plan.code, 0, "{plan:?}");
+    let payload = aws_sdk_iot::types::AttributePayload::builder()
+        .attributes("site", "elsewhere")
+        .merge(true)
+        .build();
+    s.iot()
+        .await
+        .update_thing()
+        .thing_name("st000")
+        .attribute_payload(payload)
+        .send()
+        .await
+        .unwrap();
+    let stale = provision(Some(&s), d, &["apply", "plan.json"]);
+    assert_eq!(stale.code, 1, "{stale:?}");
+    assert!(
+        stale
+            .stderr
+            .contains("the account changed since plan.json was made"),
+        "{stale:?}"
+    );
+    let drift = provision(Some(&s), d, &["plan", "--detailed-exitcode"]);
+    assert_eq!(drift.code, 2, "the drift is still there: {drift:?}");
+
+    // The fleet file edited after planning: refused before any AWS call.
+    let plan = provision(Some(&s), d, &["plan", "-o", "plan.json"]);
+    assert_eq!(plan.code, 0, "{plan:?}");
+    f.write(&f.read().replace("site: plant-a", "site: plant-b"));
+    let before = s.request_count();
+    let stale = provision(Some(&s), d, &["apply", "plan.json"]);
+    assert_eq!(stale.code, 1, "{stale:?}");
+    assert!(
+        stale
+            .stderr
+            .contains("stations.yaml or its templates changed since plan.json was made"),
+        "{stale:?}"
+    );
+    assert_eq!(s.request_count(), before);
+}

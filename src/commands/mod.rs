@@ -219,7 +219,7 @@ pub async fn make_plan<C: Cloud>(
         observed.orphans.clear();
     }
     tracing::info!("read {} identities; diffing", desired.identities.len());
-    let plan = crate::plan::diff(
+    let mut plan = crate::plan::diff(
         &desired,
         &observed,
         crate::plan::DiffOptions {
@@ -227,6 +227,9 @@ pub async fn make_plan<C: Cloud>(
             prune: read.prune,
         },
     );
+    plan.scope.targets = read.targets.clone();
+    plan.fingerprint.file = config::fingerprint(fleet)
+        .with_context(|| format!("cannot read {} again", g.file.display()))?;
     Ok((desired, observed, plan))
 }
 

@@ -104,6 +104,22 @@ impl Fleet {
     }
 }
 
+/// SHA-256 (hex) of the fleet file and its two templates, as they are on disk now.
+pub fn fingerprint(fleet: &Fleet) -> std::io::Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for path in [
+        &fleet.path,
+        &fleet.station_template.value,
+        &fleet.platform_template.value,
+    ] {
+        let bytes = std::fs::read(path)?;
+        h.update((bytes.len() as u64).to_le_bytes());
+        h.update(&bytes);
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
 pub fn policy_name(fleet: &str, id: &str) -> String {
     format!("{fleet}-{id}")
 }

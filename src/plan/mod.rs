@@ -35,6 +35,37 @@ pub struct Plan {
     #[serde(default)]
     pub not_pruned: Vec<String>,
     pub summary: Summary,
+    /// The options the plan was made with; a saved plan is applied with the same.
+    #[serde(default)]
+    pub scope: Scope,
+    /// What the plan was made from; applying a saved plan refuses if either changed since.
+    #[serde(default)]
+    pub fingerprint: Fingerprint,
+}
+
+/// Options that shaped a plan.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Scope {
+    /// `--target` ids (empty: every identity).
+    pub targets: Vec<String>,
+    pub prune: bool,
+    pub replace_missing_keys: bool,
+}
+
+/// SHA-256 digests (hex) of the inputs of a plan.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fingerprint {
+    /// The fleet file and its templates, as read.
+    pub file: String,
+    /// Everything read from the account (and the local key directories).
+    pub account: String,
+}
+
+/// The digest of an observed state (stable: observe sorts what AWS leaves unordered).
+pub fn fingerprint_observed(observed: &Observed) -> String {
+    use sha2::{Digest, Sha256};
+    let bytes = serde_json::to_vec(observed).expect("observed state serializes");
+    hex::encode(Sha256::digest(bytes))
 }
 
 /// The ordered actions for one identity.
@@ -268,6 +299,15 @@ pub fn diff(desired: &Desired, observed: &Observed, opts: DiffOptions) -> Plan {
         problems,
         not_pruned,
         summary,
+        scope: Scope {
+            targets: Vec::new(),
+            prune: opts.prune,
+            replace_missing_keys: opts.replace_missing_keys,
+        },
+        fingerprint: Fingerprint {
+            file: String::new(),
+            account: fingerprint_observed(observed),
+        },
     }
 }
 
