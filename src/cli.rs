@@ -63,7 +63,11 @@ enum Command {
         dir: PathBuf,
     },
     /// Print the JSON Schema of stations.yaml (for editors: yaml-language-server).
-    Schema,
+    Schema {
+        /// Print the schema of the JSON plan format instead (plan --json, plan -o).
+        #[arg(long)]
+        plan: bool,
+    },
     /// Print shell completions.
     Completions {
         #[arg(value_enum)]
@@ -273,11 +277,13 @@ pub fn run() -> anyhow::Result<Exit> {
     };
     match cli.command {
         Command::Init { dir } => commands::init::run(&dir),
-        Command::Schema => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&crate::config::json_schema())?
-            );
+        Command::Schema { plan } => {
+            let schema = if plan {
+                crate::plan::json_schema()
+            } else {
+                crate::config::json_schema()
+            };
+            println!("{}", serde_json::to_string_pretty(&schema)?);
             Ok(Exit::Success)
         }
         Command::Completions { shell } => {

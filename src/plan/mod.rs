@@ -19,7 +19,7 @@ pub use render::render_text;
 pub const FORMAT_VERSION: u32 = 1;
 
 /// What provision will do, per identity, in order.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Plan {
     pub format_version: u32,
     pub fleet: String,
@@ -44,7 +44,7 @@ pub struct Plan {
 }
 
 /// Options that shaped a plan.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Scope {
     /// `--target` ids (empty: every identity).
     pub targets: Vec<String>,
@@ -53,12 +53,17 @@ pub struct Scope {
 }
 
 /// SHA-256 digests (hex) of the inputs of a plan.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Fingerprint {
     /// The fleet file and its templates, as read.
     pub file: String,
     /// Everything read from the account (and the local key directories).
     pub account: String,
+}
+
+/// The JSON Schema of the plan format (docs/plan.schema.json).
+pub fn json_schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(Plan)).expect("a schema serializes")
 }
 
 /// The digest of an observed state (stable: observe sorts what AWS leaves unordered).
@@ -69,7 +74,7 @@ pub fn fingerprint_observed(observed: &Observed) -> String {
 }
 
 /// The ordered actions for one identity.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct IdentityPlan {
     pub id: String,
     pub role: Role,
@@ -80,7 +85,7 @@ pub struct IdentityPlan {
 }
 
 /// A certificate an action works on.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum CertRef {
     /// A certificate the account already has.
@@ -90,7 +95,7 @@ pub enum CertRef {
 }
 
 /// One step. Steps of an identity run in order; identities run concurrently.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum Action {
     CreateThing {
@@ -200,13 +205,15 @@ impl Action {
 }
 
 /// Something that needs the operator.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Problem {
     pub id: String,
     pub message: String,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub struct Summary {
     pub add: usize,
     pub change: usize,
