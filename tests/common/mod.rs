@@ -47,7 +47,7 @@ impl Sandbox {
         Self::start_with(&["--broker"])
     }
 
-    fn start_with(extra: &[&str]) -> Self {
+    pub fn start_with(extra: &[&str]) -> Self {
         let state = tempfile::tempdir().unwrap();
         let mut child = Command::new(sandbox_python())
             .arg(repo().join("scripts/sandbox.py"))
