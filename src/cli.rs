@@ -319,9 +319,9 @@ pub fn run() -> anyhow::Result<Exit> {
                 saved: a.plan,
             },
         ),
-        Command::Rotate(r) if r.apply.verify => anyhow::bail!(
-            "rotate --verify is not supported: after rotating, run `provision verify --station ID`"
-        ),
+        Command::Rotate(r) if r.apply.plan.is_some() => {
+            anyhow::bail!("rotate takes no plan file: it plans the rotation itself")
+        }
         Command::Rotate(r) => commands::rotate::run(
             &globals,
             &commands::rotate::RotateOptions {
@@ -331,7 +331,11 @@ pub fn run() -> anyhow::Result<Exit> {
                     auto_approve: r.apply.auto_approve,
                     json: r.apply.json,
                     saved: None,
-                    verify: None,
+                    verify: r
+                        .apply
+                        .verify
+                        .then(|| verify_options(r.apply.mqtt, Vec::new(), 8, r.apply.json))
+                        .transpose()?,
                 },
             },
         ),

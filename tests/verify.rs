@@ -271,3 +271,101 @@ fn unknown_station_is_an_error_before_any_call() {
     );
     assert_eq!(s.request_count(), 0);
 }
+
+#[tokio::test]
+async fn rotate_verify_retires_the_old_certificate_only_after_the_new_one_passes() {
+    let (s, f) = applied();
+    let cert_id = |id: &str| {
+        let pem = std::fs::read_to_string(f.certs().join(id).join("certificate.pem.crt")).unwrap();
+        provision::certstore::fingerprint_pem(&pem).unwrap()
+    };
+    let old = cert_id("st000");
+    let mut args: Vec<String> = ["rotate", "--station", "st000", "--verify", "--auto-approve"]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+    args.extend(s.broker_args());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let run = provision(Some(&s), f.dir.path(), &args);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stdout.contains(
+            "Rotation: 1 of 1 station(s) rotated and verified; old certificates retired: st000."
+        ),
+        "{run:?}"
+    );
+    let new = cert_id("st000");
+    assert_ne!(new, old);
+    let iot = s.iot().await;
+    assert!(
+        iot.describe_certificate()
+            .certificate_id(&old)
+            .send()
+            .await
+            .is_err(),
+        "old certificate deleted after verify passed"
+    );
+
+    // Verify cannot pass (nothing listens where it connects): the new certificate is issued and
+    // ACTIVE, but the old one is kept ACTIVE too; the next apply retires it.
+    let before = cert_id("st001");
+    let mut args: Vec<String> = [
+        "rotate",
+        "--station",
+        "st001",
+        "--verify",
+        "--auto-approve",
+        "--timeout",
+        "3",
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect();
+    let mut broker = s.broker_args();
+    let resolve = broker.iter().position(|a| a == "--resolve").unwrap() + 1;
+    let host = broker[resolve].split(':').next().unwrap().to_string();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let port = broker.iter().position(|a| a == "--port").unwrap() + 1;
+    broker[port] = closed.to_string();
+    broker[resolve] = format!("{host}:{closed}:127.0.0.1");
+    args.extend(broker);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let run = provision(Some(&s), f.dir.path(), &args);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("station st001: its new certificate did not pass verify, so its old certificate stays ACTIVE"), "{run:?}");
+    let after = cert_id("st001");
+    assert_ne!(after, before, "the new certificate is on disk");
+    let status = |id: String| {
+        let iot = iot.clone();
+        async move {
+            iot.describe_certificate()
+                .certificate_id(id)
+                .send()
+                .await
+                .unwrap()
+                .certificate_description()
+                .unwrap()
+                .status()
+                .unwrap()
+                .as_str()
+                .to_string()
+        }
+    };
+    assert_eq!(
+        status(before.clone()).await,
+        "ACTIVE",
+        "the old certificate is kept"
+    );
+    assert_eq!(status(after.clone()).await, "ACTIVE");
+    let apply = provision(Some(&s), f.dir.path(), &["apply", "--auto-approve"]);
+    assert_eq!(apply.code, 0, "{apply:?}");
+    assert_eq!(
+        status(before).await,
+        "INACTIVE",
+        "apply retires the old one"
+    );
+}

@@ -640,6 +640,10 @@ fn diff_identity(
 #[cfg(test)]
 mod tests;
 
+/// The first steps of a rotation issue and activate the new certificate; the rest retire the
+/// old one (so a verified rotation can run them in two phases).
+pub const ROTATION_ISSUE_STEPS: usize = 5;
+
 /// Rotate a station's certificate: archive the old files, issue and attach a new certificate,
 /// activate it, then retire and delete the old one. The station must be in sync (apply first).
 /// A crash at any point leaves either the old or the new certificate ACTIVE with its key on
