@@ -51,6 +51,7 @@ pub fn run(g: &Globals, opts: &RotateOptions) -> Result<Exit> {
             unchanged: Vec::new(),
             problems: Vec::new(),
             not_pruned: Vec::new(),
+            domains: Vec::new(),
             ..current
         };
         let exit = confirm_and_execute(g, &cloud, &rotation, &opts.apply).await?;
