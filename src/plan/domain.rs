@@ -482,8 +482,14 @@ pub(super) fn render_domain<'s>(
     let _ = writeln!(out, "  {}", bold.apply_to(header));
     for a in &dp.actions {
         let line = match a {
-            DomainAction::RequestCertificate { domain, reason, .. } => format!(
-                "ACM certificate for {domain} (DNS validation, tagged {FLEET_TAG}; {reason})"
+            DomainAction::RequestCertificate {
+                domain,
+                reason,
+                tags,
+                ..
+            } => format!(
+                "ACM certificate for {domain} (DNS validation, tagged {FLEET_TAG}={}; {reason})",
+                tags.get(FLEET_TAG).map(String::as_str).unwrap_or("")
             ),
             DomainAction::UpsertValidationRecords {
                 zone_id,
