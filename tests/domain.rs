@@ -58,10 +58,9 @@ async fn applied() -> (Sandbox, Fleet, String) {
 }
 
 fn ats(s: &Sandbox, f: &Fleet) -> String {
-    let v: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(f.certs().join("endpoint.json")).unwrap(),
-    )
-    .unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(f.certs().join("endpoint.json")).unwrap())
+            .unwrap();
     let _ = s;
     v["ats_endpoint"].as_str().unwrap().to_string()
 }
@@ -218,10 +217,7 @@ async fn check_domain(s: &Sandbox, f: &Fleet, zone: &str, name: &str) -> String 
         .await
         .unwrap();
     assert_eq!(c.domain_name(), Some(name));
-    assert_eq!(
-        c.domain_configuration_status().unwrap().as_str(),
-        "ENABLED"
-    );
+    assert_eq!(c.domain_configuration_status().unwrap().as_str(), "ENABLED");
     assert_eq!(c.service_type().unwrap().as_str(), "DATA");
     assert_eq!(
         c.server_certificates()[0].server_certificate_arn(),
@@ -286,16 +282,15 @@ async fn fresh_apply_with_a_domain_then_no_changes() {
         "{apply:?}"
     );
     assert!(
-        apply
-            .stderr
-            .contains(&format!("provision: waiting for ACM to issue the certificate for {DOMAIN}")),
+        apply.stderr.contains(&format!(
+            "provision: waiting for ACM to issue the certificate for {DOMAIN}"
+        )),
         "a visible status line while waiting: {apply:?}"
     );
     check_domain(&s, &f, &zone, DOMAIN).await;
-    let endpoint: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(f.certs().join("endpoint.json")).unwrap(),
-    )
-    .unwrap();
+    let endpoint: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(f.certs().join("endpoint.json")).unwrap())
+            .unwrap();
     assert_eq!(endpoint["endpoint"], DOMAIN);
     assert_eq!(endpoint["source"], "custom_domain");
     assert_eq!(endpoint["port"], 8883);
@@ -320,7 +315,7 @@ async fn each_drift_is_detected_and_repaired() {
     // The validation record is gone (ACM needs it to renew).
     let (rname, _) = validation_record(&s, &arn).await;
     delete_cname(&s, &zone, &rname).await;
-    drift_repaired(&s, &f, &format!("+ validation CNAME of certificate "));
+    drift_repaired(&s, &f, "+ validation CNAME of certificate ");
 
     // The CNAME is gone.
     delete_cname(&s, &zone, DOMAIN).await;
@@ -440,12 +435,16 @@ async fn removing_the_domain_deletes_nothing_without_prune() {
     let endpoint = std::fs::read_to_string(f.certs().join("endpoint.json")).unwrap();
     assert!(endpoint.contains("\"source\": \"ats\""), "{endpoint}");
 
-    let prune = provision(Some(&s), f.dir.path(), &["apply", "--prune", "--auto-approve"]);
+    let prune = provision(
+        Some(&s),
+        f.dir.path(),
+        &["apply", "--prune", "--auto-approve"],
+    );
     ok(&prune);
     assert!(
-        prune
-            .stdout
-            .contains(&format!("- delete domain configuration {CONFIG} (disabled first)")),
+        prune.stdout.contains(&format!(
+            "- delete domain configuration {CONFIG} (disabled first)"
+        )),
         "{prune:?}"
     );
     assert!(acm_certs(&s).await.is_empty());
@@ -458,7 +457,11 @@ async fn removing_the_domain_deletes_nothing_without_prune() {
         .send()
         .await;
     assert!(gone.is_err());
-    let again = provision(Some(&s), f.dir.path(), &["plan", "--prune", "--detailed-exitcode"]);
+    let again = provision(
+        Some(&s),
+        f.dir.path(),
+        &["plan", "--prune", "--detailed-exitcode"],
+    );
     assert_eq!(again.code, 0, "{again:?}");
 }
 

@@ -691,13 +691,21 @@ impl Cloud for AwsCloud {
     async fn acm_list_tags(&self, arn: &str) -> Result<BTreeMap<String, String>> {
         let out = self
             .call("acm:ListTagsForCertificate", || {
-                self.acm.list_tags_for_certificate().certificate_arn(arn).send()
+                self.acm
+                    .list_tags_for_certificate()
+                    .certificate_arn(arn)
+                    .send()
             })
             .await?;
         Ok(out
             .tags()
             .iter()
-            .map(|t| (t.key().to_string(), t.value().unwrap_or_default().to_string()))
+            .map(|t| {
+                (
+                    t.key().to_string(),
+                    t.value().unwrap_or_default().to_string(),
+                )
+            })
             .collect())
     }
 
@@ -708,8 +716,9 @@ impl Cloud for AwsCloud {
             })
             .await,
         )?;
-        Ok(out.and_then(|o| o.certificate().cloned()).map(|c| {
-            AcmCertificateDetail {
+        Ok(out
+            .and_then(|o| o.certificate().cloned())
+            .map(|c| AcmCertificateDetail {
                 arn: c.certificate_arn().unwrap_or(arn).to_string(),
                 domain_name: dns_name(c.domain_name().unwrap_or_default()),
                 status: c.status().map(|s| s.as_str()).unwrap_or("").to_string(),
@@ -720,8 +729,7 @@ impl Cloud for AwsCloud {
                     .map(|r| DnsRecord::new(r.name(), r.value()))
                     .collect(),
                 failure_reason: c.failure_reason().map(|f| f.as_str().to_string()),
-            }
-        }))
+            }))
     }
 
     async fn acm_request_certificate(

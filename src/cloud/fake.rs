@@ -665,8 +665,7 @@ impl Cloud for FakeCloud {
 
     async fn acm_delete_certificate(&self, arn: &str) -> Result<()> {
         self.with("acm:DeleteCertificate", |s| {
-            if s
-                .domain_configurations
+            if s.domain_configurations
                 .values()
                 .any(|d| d.certificate_arns.iter().any(|a| a == arn))
             {

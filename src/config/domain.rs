@@ -94,7 +94,9 @@ pub fn check_host_name(name: &str) -> Result<(), String> {
         .last()
         .is_some_and(|t| t.chars().all(|c| c.is_ascii_digit()))
     {
-        return Err("the top-level label must not be numeric (an IP address is not a domain)".into());
+        return Err(
+            "the top-level label must not be numeric (an IP address is not a domain)".into(),
+        );
     }
     Ok(())
 }
@@ -103,7 +105,10 @@ pub fn check_host_name(name: &str) -> Result<(), String> {
 /// AWS-managed configurations).
 pub fn check_configuration_name(name: &str) -> Result<(), String> {
     if name.starts_with("IoT:") {
-        return Err("names starting with \"IoT:\" are reserved for AWS-managed domain configurations".into());
+        return Err(
+            "names starting with \"IoT:\" are reserved for AWS-managed domain configurations"
+                .into(),
+        );
     }
     if name.is_empty() {
         return Err("must not be empty".into());
@@ -149,7 +154,10 @@ pub(super) fn validate(
     let name = normalize(&raw.name.value);
     if let Err(why) = check_host_name(&name) {
         diags.push(d(
-            format!("domain.name {:?} is not a valid host name: {why}", raw.name.value),
+            format!(
+                "domain.name {:?} is not a valid host name: {why}",
+                raw.name.value
+            ),
             loc(&raw.name),
         ));
     }
@@ -172,7 +180,10 @@ pub(super) fn validate(
             let zone = normalize(&z.value);
             if let Err(why) = check_host_name(&zone) {
                 diags.push(d(
-                    format!("domain.hosted_zone {:?} is not a valid zone name: {why}", z.value),
+                    format!(
+                        "domain.hosted_zone {:?} is not a valid zone name: {why}",
+                        z.value
+                    ),
                     loc(z),
                 ));
             } else if zone == name {
@@ -203,7 +214,10 @@ pub(super) fn validate(
         Some(c) => {
             if let Err(why) = check_configuration_name(&c.value) {
                 diags.push(d(
-                    format!("domain.configuration {:?} is not a valid domain configuration name: {why}", c.value),
+                    format!(
+                        "domain.configuration {:?} is not a valid domain configuration name: {why}",
+                        c.value
+                    ),
                     loc(c),
                 ));
             }

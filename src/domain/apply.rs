@@ -246,11 +246,12 @@ async fn run<C: Cloud>(
             name,
             record,
         } => cloud.delete_cname(zone_id, name, &record.into()).await?,
-        DomainAction::DeleteCertificate { arn, .. } => match cloud.acm_delete_certificate(arn).await
-        {
-            Err(e) if e.is_not_found() => {}
-            other => other?,
-        },
+        DomainAction::DeleteCertificate { arn, .. } => {
+            match cloud.acm_delete_certificate(arn).await {
+                Err(e) if e.is_not_found() => {}
+                other => other?,
+            }
+        }
     }
     Ok(())
 }

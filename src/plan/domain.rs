@@ -27,7 +27,9 @@ pub struct DomainPlan {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum AcmRef {
-    Existing { arn: String },
+    Existing {
+        arn: String,
+    },
     /// The certificate requested by this domain's `request_certificate` step.
     New,
 }
@@ -265,7 +267,7 @@ fn removal(leftovers: &[&LeftoverDomain]) -> Vec<DomainAction> {
 
 /// The certificate the domain should use: the one its configuration uses, if it is ours and
 /// usable; else the newest ISSUED one; else the newest pending one.
-fn choose<'a>(cur: &'a ObservedCurrent) -> Option<&'a OwnedCert> {
+fn choose(cur: &ObservedCurrent) -> Option<&OwnedCert> {
     let in_use = cur
         .configuration
         .as_ref()
@@ -325,13 +327,12 @@ fn diff_current(
 
     // 2. Its validation records (ACM renews with them too, so they are checked when ISSUED).
     match chosen {
-        Some(c) if c.detail.validation_records.is_empty() && c.detail.status != "ISSUED" => {
-            actions.push(DomainAction::UpsertValidationRecords {
+        Some(c) if c.detail.validation_records.is_empty() && c.detail.status != "ISSUED" => actions
+            .push(DomainAction::UpsertValidationRecords {
                 zone_id: zone.id.clone(),
                 certificate: certificate.clone(),
                 records: Vec::new(),
-            })
-        }
+            }),
         Some(c) => {
             let missing: Vec<DnsRecord> = c
                 .detail

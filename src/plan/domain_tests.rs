@@ -85,10 +85,7 @@ fn wait_opts() -> WaitOptions<'static> {
 
 async fn apply_ok(cloud: &FakeCloud, p: &Plan) {
     let (outcomes, _) = apply_domains(cloud, &p.domains, wait_opts()).await;
-    assert!(
-        outcomes.iter().all(|o| o.error.is_none()),
-        "{outcomes:#?}"
-    );
+    assert!(outcomes.iter().all(|o| o.error.is_none()), "{outcomes:#?}");
 }
 
 /// Plan shows `expect`, apply repairs, the next plan is empty.
@@ -129,7 +126,7 @@ async fn fresh_domain_is_set_up_in_order_and_then_unchanged() {
     assert_eq!(cert.tags["provision_hosted_zone"], zone);
     let c = &s.domain_configurations[CONFIG];
     assert_eq!(c.status, "ENABLED");
-    assert_eq!(c.certificate_arns, [arn.clone()]);
+    assert_eq!(c.certificate_arns, std::slice::from_ref(&arn));
     assert_eq!(c.domain_name, NAME);
     assert_eq!(
         s.zones[&zone].cnames[NAME].value,
@@ -271,13 +268,19 @@ async fn another_certificate_on_the_configuration_is_replaced_safely() {
                 tags: Default::default(),
             },
         );
-        s.domain_configurations.get_mut(CONFIG).unwrap().certificate_arns = vec!["arn:other".into()];
+        s.domain_configurations
+            .get_mut(CONFIG)
+            .unwrap()
+            .certificate_arns = vec!["arn:other".into()];
     }
     let p = plan_of(&cloud, Some(&spec()), false).await;
     assert_eq!(steps(&p), ["replace_config"]);
     assert_eq!((p.summary.add, p.summary.destroy), (1, 1));
     let text = crate::plan::render_text(&p, false);
-    assert!(text.contains("-/+ domain configuration f-mqtt (server certificate arn:other -> "), "{text}");
+    assert!(
+        text.contains("-/+ domain configuration f-mqtt (server certificate arn:other -> "),
+        "{text}"
+    );
     let before = cloud.calls().len();
     repaired(&cloud, &["replace_config"]).await;
     let calls = cloud.calls()[before..].to_vec();
@@ -318,7 +321,10 @@ async fn a_new_domain_name_replaces_the_configuration_and_prune_cleans_the_old_n
     assert!(!plan_of(&cloud, Some(&renamed), false).await.has_changes());
     // The old name's certificate and records are kept without --prune, deleted with it.
     let p = plan_of(&cloud, Some(&renamed), true).await;
-    assert_eq!(steps(&p), ["delete_record", "delete_record", "delete_certificate"]);
+    assert_eq!(
+        steps(&p),
+        ["delete_record", "delete_record", "delete_certificate"]
+    );
     assert!(p.domains[0].removal);
     apply_ok(&cloud, &p).await;
     let s = cloud.state.lock().unwrap();
@@ -341,7 +347,10 @@ async fn removing_the_domain_deletes_only_with_prune() {
             "delete_certificate"
         ]
     );
-    insta::assert_snapshot!("domain_removed_with_prune", crate::plan::render_text(&p, false));
+    insta::assert_snapshot!(
+        "domain_removed_with_prune",
+        crate::plan::render_text(&p, false)
+    );
     apply_ok(&cloud, &p).await;
     let s = cloud.state.lock().unwrap();
     assert!(s.acm.is_empty());
@@ -366,7 +375,14 @@ async fn a_timed_out_certificate_is_a_clear_error_then_a_new_request() {
     )
     .await;
     let arn = the_cert(&cloud);
-    cloud.state.lock().unwrap().acm.get_mut(&arn).unwrap().status = "VALIDATION_TIMED_OUT".into();
+    cloud
+        .state
+        .lock()
+        .unwrap()
+        .acm
+        .get_mut(&arn)
+        .unwrap()
+        .status = "VALIDATION_TIMED_OUT".into();
     let wait = Plan {
         domains: vec![DomainPlan {
             name: NAME.into(),
@@ -382,13 +398,19 @@ async fn a_timed_out_certificate_is_a_clear_error_then_a_new_request() {
     let (outcomes, _) = apply_domains(&cloud, &wait.domains, wait_opts()).await;
     let err = outcomes[0].error.clone().unwrap();
     assert!(
-        err.contains(&format!("ACM certificate {arn} for {NAME} is VALIDATION_TIMED_OUT")),
+        err.contains(&format!(
+            "ACM certificate {arn} for {NAME} is VALIDATION_TIMED_OUT"
+        )),
         "{err}"
     );
     // The next plan requests a new certificate with a new token, naming why.
     let p = plan_of(&cloud, Some(&spec()), false).await;
     match &p.domains[0].actions[0] {
-        DomainAction::RequestCertificate { reason, idempotency_token, .. } => {
+        DomainAction::RequestCertificate {
+            reason,
+            idempotency_token,
+            ..
+        } => {
             assert!(reason.contains("VALIDATION_TIMED_OUT"), "{reason}");
             assert_eq!(
                 idempotency_token,
@@ -450,18 +472,30 @@ async fn a_missing_zone_is_a_problem_naming_it() {
         p.problems
     );
     let text = crate::plan::render_text(&p, false);
-    assert!(text.contains("Error: domain mqtt.example.com: Route 53"), "{text}");
+    assert!(
+        text.contains("Error: domain mqtt.example.com: Route 53"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
 async fn fresh_domain_plan_text_and_json() {
     let (cloud, _) = cloud();
     let p = plan_of(&cloud, Some(&spec()), false).await;
-    insta::assert_snapshot!("fresh_domain_plan_text", crate::plan::render_text(&p, false));
+    insta::assert_snapshot!(
+        "fresh_domain_plan_text",
+        crate::plan::render_text(&p, false)
+    );
     let json = serde_json::to_value(&p).unwrap();
     assert_eq!(json["domains"][0]["name"], NAME);
-    assert_eq!(json["domains"][0]["actions"][0]["action"], "request_certificate");
-    assert_eq!(json["domains"][0]["actions"][2]["certificate"]["kind"], "new");
+    assert_eq!(
+        json["domains"][0]["actions"][0]["action"],
+        "request_certificate"
+    );
+    assert_eq!(
+        json["domains"][0]["actions"][2]["certificate"]["kind"],
+        "new"
+    );
     let back: Plan = serde_json::from_value(json).unwrap();
     assert_eq!(back, p);
 }

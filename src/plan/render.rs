@@ -113,13 +113,18 @@ pub fn render_text(plan: &Plan, color: bool) -> String {
             }
         }
         for dp in &plan.domains {
-            super::domain::render_domain(&mut out, dp, |e| match e {
-                super::domain::DomainEffect::One(Effect::Add) => ("+", &st.add),
-                super::domain::DomainEffect::One(Effect::Change) => ("~", &st.change),
-                super::domain::DomainEffect::One(Effect::Destroy) => ("-", &st.destroy),
-                super::domain::DomainEffect::One(Effect::Local) => (">", &st.change),
-                super::domain::DomainEffect::Replace => ("-/+", &st.destroy),
-            }, &st.bold);
+            super::domain::render_domain(
+                &mut out,
+                dp,
+                |e| match e {
+                    super::domain::DomainEffect::One(Effect::Add) => ("+", &st.add),
+                    super::domain::DomainEffect::One(Effect::Change) => ("~", &st.change),
+                    super::domain::DomainEffect::One(Effect::Destroy) => ("-", &st.destroy),
+                    super::domain::DomainEffect::One(Effect::Local) => (">", &st.change),
+                    super::domain::DomainEffect::Replace => ("-/+", &st.destroy),
+                },
+                &st.bold,
+            );
         }
         let _ = writeln!(out);
     }
@@ -130,12 +135,7 @@ pub fn render_text(plan: &Plan, color: bool) -> String {
         } else {
             format!("station {}", p.id)
         };
-        let _ = writeln!(
-            out,
-            "{} {what}: {}",
-            st.error.apply_to("Error:"),
-            p.message
-        );
+        let _ = writeln!(out, "{} {what}: {}", st.error.apply_to("Error:"), p.message);
     }
     if !plan.problems.is_empty() {
         let _ = writeln!(out);
