@@ -56,6 +56,23 @@ struct GlobalArgs {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Write a starter stations.yaml and policy templates (never overwrites).
+    Init {
+        /// Where to write them.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Print the JSON Schema of stations.yaml (for editors: yaml-language-server).
+    Schema {
+        /// Print the schema of the JSON plan format instead (plan --json, plan -o).
+        #[arg(long)]
+        plan: bool,
+    },
+    /// Print shell completions.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Check the fleet file and render every policy, offline: no AWS call.
     Validate,
     /// Show what apply would change in the account.
@@ -170,8 +187,11 @@ struct ReadArgs {
     #[arg(long)]
     stats: bool,
     /// Delete stations this fleet owns that are no longer in the file (their keys are archived).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "targets")]
     prune: bool,
+    /// Only this station or platform (repeatable); the others are neither read nor changed.
+    #[arg(long = "target", value_name = "ID")]
+    targets: Vec<String>,
     /// Multiply AWS's default API quotas (for an account with raised quotas, or a shared one).
     #[arg(long, value_name = "FACTOR")]
     rate_scale: Option<f64>,
@@ -206,10 +226,17 @@ struct PlanArgs {
     /// Exit 2 when there are changes, 0 when none, 1 on error.
     #[arg(long)]
     detailed_exitcode: bool,
+    /// Save the plan as JSON to FILE; `provision apply FILE` applies exactly it.
+    #[arg(short = 'o', long = "out", value_name = "FILE")]
+    out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
 struct ApplyArgs {
+    /// A plan saved with `provision plan -o FILE`: apply exactly it (refused if the account or
+    /// the fleet file changed since).
+    #[arg(value_name = "PLAN")]
+    plan: Option<PathBuf>,
     #[command(flatten)]
     read: ReadArgs,
     /// Apply without asking for confirmation.
@@ -250,8 +277,29 @@ pub fn run() -> anyhow::Result<Exit> {
         rate_scale: r.rate_scale,
         rates: r.rates,
         retry_deadline: r.retry_deadline,
+        targets: r.targets,
     };
     match cli.command {
+        Command::Init { dir } => commands::init::run(&dir),
+        Command::Schema { plan } => {
+            let schema = if plan {
+                crate::plan::json_schema()
+            } else {
+                crate::config::json_schema()
+            };
+            println!("{}", serde_json::to_string_pretty(&schema)?);
+            Ok(Exit::Success)
+        }
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "provision",
+                &mut std::io::stdout(),
+            );
+            Ok(Exit::Success)
+        }
         Command::Validate => commands::validate::run(&globals),
         Command::Plan(a) => commands::plan::run(
             &globals,
@@ -259,6 +307,7 @@ pub fn run() -> anyhow::Result<Exit> {
                 read: read(a.read),
                 json: a.json,
                 detailed_exitcode: a.detailed_exitcode,
+                out: a.out,
             },
         ),
         Command::Apply(a) => commands::apply::run(
@@ -272,6 +321,7 @@ pub fn run() -> anyhow::Result<Exit> {
                     .then(|| verify_options(a.mqtt, Vec::new(), 8, a.json))
                     .transpose()?,
                 wait_timeout: std::time::Duration::from_secs(a.wait_timeout),
+                saved: a.plan,
             },
         ),
         Command::Rotate(r) if r.apply.verify => anyhow::bail!(
@@ -285,6 +335,7 @@ pub fn run() -> anyhow::Result<Exit> {
                     read: read(r.apply.read),
                     auto_approve: r.apply.auto_approve,
                     json: r.apply.json,
+                    saved: None,
                     verify: None,
                     wait_timeout: std::time::Duration::from_secs(r.apply.wait_timeout),
                 },

@@ -5,7 +5,9 @@ use serde::{Deserialize, Serialize};
 use crate::cloud::Secret;
 
 /// How a station's key pair comes to be.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(tag = "mode", rename_all = "snake_case")]
 pub enum KeyMethod {
     /// AWS IoT generates the key pair (CreateKeysAndCertificate) and returns the private key once.
@@ -16,7 +18,9 @@ pub enum KeyMethod {
 }
 
 /// Key algorithms for CSR mode (AWS IoT accepts RSA ≥ 2048 and EC P-256/P-384/P-521).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum KeyAlgorithm {
     #[default]

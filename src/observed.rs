@@ -24,7 +24,7 @@ pub enum ObserveError {
 }
 
 /// The state of a thing with a desired identity's name.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub enum ThingState {
     Absent,
     /// Carries this fleet's ownership mark.
@@ -34,14 +34,14 @@ pub enum ThingState {
 }
 
 /// A certificate relevant to an identity, with the policies attached to it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ObservedCert {
     pub cert: Certificate,
     pub attached_policies: Vec<String>,
 }
 
 /// The identity's policy as the account holds it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct ObservedPolicy {
     /// The default version's document (`Value::Null` if it is not JSON).
     pub document: serde_json::Value,
@@ -51,7 +51,7 @@ pub struct ObservedPolicy {
 }
 
 /// Everything read for one identity.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct ObservedIdentity {
     pub thing: ThingState,
     /// Certificates attached to the thing (other principal kinds are ignored).
@@ -63,7 +63,7 @@ pub struct ObservedIdentity {
 }
 
 /// The observed state of every desired identity, by id.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Observed {
     pub identities: BTreeMap<String, ObservedIdentity>,
     /// Things this fleet owns that the file no longer lists, by name.
@@ -74,14 +74,14 @@ pub struct Observed {
 
 /// An owned thing that is not in the fleet file (a removed station). Its details are read only
 /// when pruning.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Orphan {
     pub name: String,
     /// Read only when pruning.
     pub details: Option<OrphanDetails>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct OrphanDetails {
     pub certificates: Vec<ObservedCert>,
     /// The fleet's policy for this station (`<fleet>-<id>`), with its version ids.
@@ -204,7 +204,9 @@ impl<C: Cloud> Ctx<'_, C> {
             },
             self.observe_policy(d),
         );
-        let thing_certificates = thing_certs?;
+        let mut thing_certificates = thing_certs?;
+        // AWS does not promise an order: sort, so the same state reads (and fingerprints) the same.
+        thing_certificates.sort_by(|a, b| a.cert.id.cmp(&b.cert.id));
         let policy = policy?;
 
         let local_certificate = match &local.certificate_id {
@@ -247,9 +249,11 @@ impl<C: Cloud> Ctx<'_, C> {
     }
 
     async fn with_policies(&self, c: &Certificate) -> cloud::Result<ObservedCert> {
+        let mut attached_policies = self.cloud.list_attached_policies(&c.arn).await?;
+        attached_policies.sort();
         Ok(ObservedCert {
             cert: c.clone(),
-            attached_policies: self.cloud.list_attached_policies(&c.arn).await?,
+            attached_policies,
         })
     }
 
@@ -264,7 +268,9 @@ impl<C: Cloud> Ctx<'_, C> {
         let versions = if policy::equivalent(&document, &d.policy) {
             None
         } else {
-            Some(self.cloud.list_policy_versions(&d.policy_name).await?)
+            let mut v = self.cloud.list_policy_versions(&d.policy_name).await?;
+            v.sort_by(|a, b| a.version_id.cmp(&b.version_id));
+            Some(v)
         };
         Ok(Some(ObservedPolicy {
             document,

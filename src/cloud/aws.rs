@@ -33,17 +33,18 @@ pub struct AwsOptions {
     pub retry_deadline: Option<Duration>,
 }
 
-/// The region the SDK's standard chain resolves (env, profile), read offline.
+/// The region from the environment (`AWS_REGION`, `AWS_DEFAULT_REGION`) or the profile, read
+/// offline: the instance metadata service is not asked (validate makes no network call).
 pub async fn resolve_region(profile: Option<&str>) -> Option<String> {
-    let mut chain = aws_config::meta::region::RegionProviderChain::default_provider();
+    use aws_config::meta::region::RegionProviderChain;
+    let mut profile_provider = aws_config::profile::ProfileFileRegionProvider::builder();
     if let Some(p) = profile {
-        chain = aws_config::meta::region::RegionProviderChain::first_try(
-            aws_config::profile::ProfileFileRegionProvider::builder()
-                .profile_name(p)
-                .build(),
-        )
-        .or_else(aws_config::meta::region::RegionProviderChain::default_provider());
+        profile_provider = profile_provider.profile_name(p);
     }
+    let chain = RegionProviderChain::first_try(
+        aws_config::environment::EnvironmentVariableRegionProvider::new(),
+    )
+    .or_else(profile_provider.build());
     chain.region().await.map(|r| r.to_string())
 }
 

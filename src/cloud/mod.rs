@@ -137,7 +137,17 @@ pub struct AcmCertificate {
 }
 
 /// A DNS record (CNAME): its name and value, both without the trailing dot, lower case.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
 pub struct DnsRecord {
     pub name: String,
     pub value: String,

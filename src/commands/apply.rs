@@ -24,12 +24,17 @@ pub struct ApplyOptions {
     pub verify: Option<super::verify::VerifyOptions>,
     /// How long apply waits for ACM to issue the custom domain's certificate.
     pub wait_timeout: std::time::Duration,
+    /// A plan saved by `plan -o`, applied exactly.
+    pub saved: Option<std::path::PathBuf>,
 }
 
 pub fn run(g: &Globals, opts: &ApplyOptions) -> Result<Exit> {
     runtime()?.block_on(async {
         let started = std::time::Instant::now();
         let (fleet, region, _) = validate_offline(g).await?;
+        if let Some(path) = &opts.saved {
+            return apply_saved(g, &fleet, &region, path, opts).await;
+        }
         prepare_local(&fleet, opts.auto_approve)?;
         let cloud = connect(g, &region, &fleet, &opts.read).await?;
         let (desired, _, plan) = make_plan(g, &cloud, &fleet, &region, &opts.read).await?;
@@ -39,6 +44,79 @@ pub fn run(g: &Globals, opts: &ApplyOptions) -> Result<Exit> {
         }
         Ok(exit)
     })
+}
+
+/// Apply a saved plan exactly, after proving that neither the file nor the account changed.
+async fn apply_saved(
+    g: &Globals,
+    fleet: &Fleet,
+    region: &str,
+    path: &std::path::Path,
+    opts: &ApplyOptions,
+) -> Result<Exit> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the saved plan {}", path.display()))?;
+    let saved: Plan = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{} is not a plan saved by `provision plan -o`",
+            path.display()
+        )
+    })?;
+    if saved.format_version != plan::FORMAT_VERSION {
+        bail!(
+            "{} has plan format version {}; this provision reads version {}",
+            path.display(),
+            saved.format_version,
+            plan::FORMAT_VERSION
+        );
+    }
+    let r = &opts.read;
+    if !r.targets.is_empty() || r.prune || r.replace_missing_keys {
+        bail!("--target, --prune and --replace-missing-keys come from the saved plan {}; give them to `provision plan`", path.display());
+    }
+    if saved.fleet != fleet.name || saved.region != region {
+        bail!(
+            "{} was made for fleet {} in {}, not fleet {} in {region}",
+            path.display(),
+            saved.fleet,
+            saved.region,
+            fleet.name
+        );
+    }
+    let now = crate::config::fingerprint(fleet)
+        .with_context(|| format!("cannot read {}", g.file.display()))?;
+    if now != saved.fingerprint.file {
+        bail!(
+            "{} or its templates changed since {} was made; nothing was changed. Run `provision plan -o {}` again",
+            g.file.display(),
+            path.display(),
+            path.display()
+        );
+    }
+    // The plan was the approval: no question, as with Terraform's saved plans.
+    prepare_local(fleet, true)?;
+    let read = ReadOptions {
+        targets: saved.scope.targets.clone(),
+        prune: saved.scope.prune,
+        replace_missing_keys: saved.scope.replace_missing_keys,
+        ..r.clone()
+    };
+    let cloud = connect(g, region, fleet, &read).await?;
+    let (desired, _, fresh) = make_plan(g, &cloud, fleet, region, &read).await?;
+    if fresh.account_id != saved.account_id
+        || fresh.fingerprint.account != saved.fingerprint.account
+    {
+        bail!(
+            "the account changed since {} was made (what plan read is different now); nothing was changed. Run `provision plan -o {}` again",
+            path.display(),
+            path.display()
+        );
+    }
+    let approved = ApplyOptions {
+        auto_approve: true,
+        ..opts.clone()
+    };
+    execute(g, &cloud, &saved, &approved, Some((fleet, &desired))).await
 }
 
 /// Everything local that must hold before the first API call of a changing command.

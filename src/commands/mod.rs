@@ -1,6 +1,7 @@
 //! Command layer: runs the pipeline stages for each subcommand, with anyhow context and exit codes.
 
 pub mod apply;
+pub mod init;
 pub mod plan;
 pub mod rotate;
 pub mod validate;
@@ -55,6 +56,8 @@ pub struct ReadOptions {
     pub rates: Vec<(String, f64)>,
     /// Seconds a throttled call is retried (overrides `limits.retry_deadline_seconds`).
     pub retry_deadline: Option<u64>,
+    /// Only these identities (`--target`); empty: all.
+    pub targets: Vec<String>,
     pub parallelism: usize,
     pub prune: bool,
     pub replace_missing_keys: bool,
@@ -139,6 +142,19 @@ pub async fn validate_offline(g: &Globals) -> Result<(Fleet, String, Desired)> {
     Ok((fleet, region, desired))
 }
 
+/// `--target` ids must name identities of the fleet (checked before any API call).
+pub fn check_targets(g: &Globals, fleet: &Fleet, read: &ReadOptions) -> Result<()> {
+    for t in &read.targets {
+        if !fleet.identities().any(|i| &i.id == t) {
+            bail!(
+                "--target {t}: there is no station or platform {t} in {}",
+                g.file.display()
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Connect to AWS (after everything offline has been validated), with the fleet's rate limits
 /// and the command line's overrides.
 pub async fn connect(
@@ -147,6 +163,7 @@ pub async fn connect(
     fleet: &Fleet,
     read: &ReadOptions,
 ) -> Result<AwsCloud> {
+    check_targets(g, fleet, read)?;
     let mut rates = fleet.limits.rates.clone();
     for (api, rate) in &read.rates {
         if !crate::cloud::limiter::DEFAULT_RATES
@@ -184,9 +201,12 @@ pub async fn make_plan<C: Cloud>(
         .account()
         .await
         .context("cannot identify the AWS account (check the credentials)")?;
-    let desired = desired::render(fleet, &AwsContext::new(region, &account.account_id))
+    let mut desired = desired::render(fleet, &AwsContext::new(region, &account.account_id))
         .map_err(config::ConfigError::Invalid)
         .context("the policy templates do not render for this account")?;
+    if !read.targets.is_empty() {
+        desired.identities.retain(|d| read.targets.contains(&d.id));
+    }
     tracing::info!(account = %account.account_id, "reading the account");
     let bar = progress(g, desired.identities.len() as u64, "reading");
     let mut observed =
@@ -194,22 +214,28 @@ pub async fn make_plan<C: Cloud>(
             .await
             .with_context(|| format!("cannot read the state of fleet {} from AWS", fleet.name))?;
     bar.finish();
-    observed.domain = crate::domain::observe(cloud, &fleet.name, fleet.domain.as_ref(), read.prune)
-        .await
-        .with_context(|| match &fleet.domain {
-            Some(d) => format!(
-                "cannot read the state of custom domain {} (ACM certificate, Route 53 zone {}, IoT domain configuration {}) from AWS",
-                d.name,
-                match &d.zone {
-                    config::ZoneRef::Name(n) => n,
-                    config::ZoneRef::Id(i) => i,
-                },
-                d.configuration
-            ),
-            None => format!("cannot look for custom domains fleet {} set up earlier (ACM certificates tagged provision_fleet)", fleet.name),
-        })?;
+    if !read.targets.is_empty() {
+        // Other stations are out of scope, not removed.
+        observed.orphans.clear();
+    } else {
+        // The custom domain is in scope of whole-fleet plans only.
+        observed.domain = crate::domain::observe(cloud, &fleet.name, fleet.domain.as_ref(), read.prune)
+            .await
+            .with_context(|| match &fleet.domain {
+                Some(d) => format!(
+                    "cannot read the state of custom domain {} (ACM certificate, Route 53 zone {}, IoT domain configuration {}) from AWS",
+                    d.name,
+                    match &d.zone {
+                        config::ZoneRef::Name(n) => n,
+                        config::ZoneRef::Id(i) => i,
+                    },
+                    d.configuration
+                ),
+                None => format!("cannot look for custom domains fleet {} set up earlier (ACM certificates tagged provision_fleet)", fleet.name),
+            })?;
+    }
     tracing::info!("read {} identities; diffing", desired.identities.len());
-    let plan = crate::plan::diff(
+    let mut plan = crate::plan::diff(
         &desired,
         &observed,
         crate::plan::DiffOptions {
@@ -217,6 +243,9 @@ pub async fn make_plan<C: Cloud>(
             prune: read.prune,
         },
     );
+    plan.scope.targets = read.targets.clone();
+    plan.fingerprint.file = config::fingerprint(fleet)
+        .with_context(|| format!("cannot read {} again", g.file.display()))?;
     Ok((desired, observed, plan))
 }
 

@@ -1,6 +1,6 @@
 //! `provision plan`: read the account, diff, print the plan (text or JSON) on stdout.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use super::{
     connect, make_plan, print_stats, runtime, validate_offline, Exit, Globals, ReadOptions,
@@ -12,6 +12,8 @@ pub struct PlanOptions {
     pub read: ReadOptions,
     pub json: bool,
     pub detailed_exitcode: bool,
+    /// Save the plan here (for `provision apply FILE`).
+    pub out: Option<std::path::PathBuf>,
 }
 
 pub fn run(g: &Globals, opts: &PlanOptions) -> Result<Exit> {
@@ -24,6 +26,19 @@ pub fn run(g: &Globals, opts: &PlanOptions) -> Result<Exit> {
             println!("{}", serde_json::to_string_pretty(&plan)?);
         } else {
             print!("{}", plan::render_text(&plan, g.stdout_color()));
+        }
+        if let Some(out) = &opts.out {
+            let text = serde_json::to_string_pretty(&plan)?;
+            std::fs::write(out, text + "\n")
+                .with_context(|| format!("cannot save the plan to {}", out.display()))?;
+            if !g.quiet {
+                eprintln!(
+                    "Saved the plan to {}: `provision apply {}` applies exactly this plan, and refuses if the account or {} changed since.",
+                    out.display(),
+                    out.display(),
+                    g.file.display()
+                );
+            }
         }
         if opts.read.stats {
             print_stats(&cloud, started.elapsed());

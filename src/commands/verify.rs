@@ -67,6 +67,7 @@ pub fn run(g: &Globals, opts: &VerifyOptions) -> Result<Exit> {
                 prune: false,
                 replace_missing_keys: false,
                 stats: false,
+                targets: Vec::new(),
             };
             let cloud = connect(g, &region, &fleet, &read).await?;
             verify_stations(g, Some(&cloud), &fleet, &desired, selected, opts).await?

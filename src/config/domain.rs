@@ -38,17 +38,29 @@ pub struct DomainSpec {
     pub location: Option<Location>,
 }
 
-#[derive(Debug, Deserialize)]
+/// A custom MQTT domain: an ACM certificate validated through Route 53, an IoT domain
+/// configuration, and a CNAME to the account's ATS endpoint.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawDomain {
+    /// The custom endpoint host name, for example mqtt.example.com.
+    #[schemars(with = "String")]
     name: Spanned<String>,
+    /// The Route 53 hosted zone holding `name`, by name (or give `hosted_zone_id`).
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     hosted_zone: Option<Spanned<String>>,
+    /// The Route 53 hosted zone id (instead of `hosted_zone`).
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     hosted_zone_id: Option<Spanned<String>>,
+    /// IoT domain configuration name (default `<fleet>-mqtt`); must not start with `IoT:`.
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     configuration: Option<Spanned<String>>,
+    /// TLS policy (default IoTSecurityPolicy_TLS13_1_2_2022_10).
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     tls_policy: Option<Spanned<String>>,
 }
 

@@ -73,7 +73,7 @@ pub struct Sourced<T> {
 }
 
 /// Whether a least-privilege finding fails validation (the default) or is only reported.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum LintLevel {
     #[default]
@@ -108,6 +108,22 @@ impl Fleet {
     }
 }
 
+/// SHA-256 (hex) of the fleet file and its two templates, as they are on disk now.
+pub fn fingerprint(fleet: &Fleet) -> std::io::Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for path in [
+        &fleet.path,
+        &fleet.station_template.value,
+        &fleet.platform_template.value,
+    ] {
+        let bytes = std::fs::read(path)?;
+        h.update((bytes.len() as u64).to_le_bytes());
+        h.update(&bytes);
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
 pub fn policy_name(fleet: &str, id: &str) -> String {
     format!("{fleet}-{id}")
 }
@@ -115,16 +131,26 @@ pub fn policy_name(fleet: &str, id: &str) -> String {
 // ---------------------------------------------------------------------------
 // Raw (as written) form
 
-#[derive(Debug, Deserialize)]
+/// A fleet of stations and the SaaS platform: their things, certificates and policies.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(title = "provision fleet file (stations.yaml)")]
 struct RawFleet {
+    /// Name of this fleet (1-64 of A-Z a-z 0-9 _ -); marks the things provision owns and prefixes policy names.
+    #[schemars(with = "String")]
     fleet: Spanned<String>,
+    /// AWS region the fleet lives in (pins it: --region must agree), e.g. cn-northwest-1.
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     region: Option<Spanned<String>>,
     certificates: RawCertificates,
     policies: RawPolicies,
+    /// Topic name templates (minijinja), by name; `up` and `down` are required. Templates see them as `topics.<name>`.
+    #[schemars(with = "BTreeMap<String, String>")]
     topics: Spanned<BTreeMap<String, Spanned<String>>>,
+    /// The SaaS platform's identity (client id): subscribes to every uplink, publishes downlinks.
     platform: RawIdentity,
+    /// The stations, one thing, certificate and policy each.
     #[serde(default)]
     stations: Vec<RawIdentity>,
     #[serde(default)]
@@ -134,48 +160,97 @@ struct RawFleet {
 }
 
 /// API rate limits: AWS's default quotas unless the account has raised ones.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawLimits {
     /// Multiplies every default quota (for example 2.0 for an account with doubled quotas).
     #[serde(default)]
+    #[schemars(with = "Option<f64>")]
     rate_scale: Option<Spanned<f64>>,
     /// Requests per second by API name (for example `CreateThing: 200`).
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, f64>")]
     rates: BTreeMap<String, Spanned<f64>>,
     /// How long a throttled call is retried before its station fails, in seconds.
     #[serde(default)]
+    #[schemars(with = "Option<u64>")]
     retry_deadline_seconds: Option<Spanned<u64>>,
 }
 
-#[derive(Debug, Deserialize)]
+/// Where keys and certificates go, and who makes the key pairs.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawCertificates {
+    /// Directory for the key files, relative to the fleet file; each identity gets `<dir>/<id>/`.
+    #[schemars(with = "String")]
     dir: Spanned<String>,
     /// `aws` (CreateKeysAndCertificate, the default) or `csr` (keys generated locally).
     #[serde(default)]
+    #[schemars(with = "Option<CertModeSchema>")]
     mode: Option<Spanned<String>>,
     /// CSR mode only: `ec-p256` (default) or `rsa-2048`.
     #[serde(default)]
+    #[schemars(with = "Option<KeyAlgorithmSchema>")]
     key_algorithm: Option<Spanned<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+/// Policy templates (minijinja, rendering JSON), relative to the fleet file.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawPolicies {
+    /// Template of each station's policy.
+    #[schemars(with = "String")]
     station: Spanned<String>,
+    /// Template of the platform's policy (it also sees `stations`).
+    #[schemars(with = "String")]
     platform: Spanned<String>,
 }
 
-#[derive(Debug, Deserialize)]
+/// One identity: an IoT thing, its certificate and its policy.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawIdentity {
+    /// Thing name and MQTT client id: 1-128 of A-Z a-z 0-9 : _ - (no `:` as it also names the policy).
+    #[schemars(with = "String")]
     id: Spanned<String>,
+    /// Thing attributes (at most 2; provision adds its ownership mark).
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, ScalarSchema>")]
     attributes: BTreeMap<String, Spanned<Scalar>>,
     /// Explicit opt-out of the least-privilege lint: `warn` reports instead of failing.
     #[serde(default)]
     least_privilege: LintLevel,
+}
+
+// Shapes for the JSON Schema only (`provision schema`).
+#[allow(dead_code)]
+#[derive(schemars::JsonSchema)]
+#[serde(untagged)]
+enum ScalarSchema {
+    Text(String),
+    Number(f64),
+    Flag(bool),
+}
+
+#[allow(dead_code)]
+#[derive(schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+enum CertModeSchema {
+    Aws,
+    Csr,
+}
+
+#[allow(dead_code)]
+#[derive(schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+enum KeyAlgorithmSchema {
+    EcP256,
+    Rsa2048,
+}
+
+/// The JSON Schema of the fleet file, for editors (`provision schema`).
+pub fn json_schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(RawFleet)).expect("a schema serializes")
 }
 
 /// An attribute value: YAML strings, numbers and booleans are all accepted as text.

@@ -11,14 +11,14 @@ use crate::cloud::{
 use crate::config::{DomainSpec, ZoneRef};
 
 /// An ACM certificate carrying this fleet's tag.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct OwnedCert {
     pub detail: AcmCertificateDetail,
     pub tags: BTreeMap<String, String>,
 }
 
 /// The configured domain as the account holds it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ObservedCurrent {
     /// The hosted zone, or why it cannot be used (a problem for the plan).
     pub zone: std::result::Result<HostedZone, String>,
@@ -32,7 +32,7 @@ pub struct ObservedCurrent {
 }
 
 /// A domain this fleet set up that the file no longer names (read only with `--prune`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct LeftoverDomain {
     pub cert: OwnedCert,
     /// The domain configuration its tag names, if it exists and serves this certificate.
@@ -45,7 +45,7 @@ pub struct LeftoverDomain {
 }
 
 /// Everything read for the domain.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ObservedDomain {
     pub ats_endpoint: String,
     pub current: Option<ObservedCurrent>,

@@ -13,7 +13,7 @@ use crate::domain::{
 };
 
 /// The steps for one custom domain name, run in order.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct DomainPlan {
     /// The custom domain name.
     pub name: String,
@@ -24,7 +24,7 @@ pub struct DomainPlan {
 }
 
 /// An ACM certificate a step works on.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum AcmRef {
     Existing {
@@ -35,7 +35,7 @@ pub enum AcmRef {
 }
 
 /// One step of a domain plan.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum DomainAction {
     /// Request a DNS-validated ACM certificate, tagged with the fleet's mark; the idempotency
@@ -111,7 +111,7 @@ pub enum DomainAction {
 }
 
 /// A CNAME's value and TTL, as Route 53 needs them to delete it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CnameRecordData {
     pub value: String,
     pub ttl: i64,

@@ -48,6 +48,8 @@ async fn plan_of(cloud: &FakeCloud, spec: Option<&DomainSpec>, prune: bool) -> P
         domains,
         custom_domain: spec.map(|s| s.name.clone()),
         ats_endpoint: observed.map(|o| o.ats_endpoint),
+        scope: Default::default(),
+        fingerprint: Default::default(),
         summary,
     }
 }

@@ -21,7 +21,7 @@ pub use render::render_text;
 pub const FORMAT_VERSION: u32 = 1;
 
 /// What provision will do, per identity, in order.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Plan {
     pub format_version: u32,
     pub fleet: String,
@@ -37,20 +37,56 @@ pub struct Plan {
     #[serde(default)]
     pub not_pruned: Vec<String>,
     /// The custom domain's steps (and, with `--prune`, those of domains no longer in the file).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub domains: Vec<DomainPlan>,
     /// The custom domain stations should connect to, when the file configures one.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub custom_domain: Option<String>,
     /// The account's `iot:Data-ATS` endpoint, when the plan read it (a domain is configured or
     /// `--prune`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ats_endpoint: Option<String>,
     pub summary: Summary,
+    /// The options the plan was made with; a saved plan is applied with the same.
+    #[serde(default)]
+    pub scope: Scope,
+    /// What the plan was made from; applying a saved plan refuses if either changed since.
+    #[serde(default)]
+    pub fingerprint: Fingerprint,
+}
+
+/// Options that shaped a plan.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Scope {
+    /// `--target` ids (empty: every identity).
+    pub targets: Vec<String>,
+    pub prune: bool,
+    pub replace_missing_keys: bool,
+}
+
+/// SHA-256 digests (hex) of the inputs of a plan.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Fingerprint {
+    /// The fleet file and its templates, as read.
+    pub file: String,
+    /// Everything read from the account (and the local key directories).
+    pub account: String,
+}
+
+/// The JSON Schema of the plan format (docs/plan.schema.json).
+pub fn json_schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(Plan)).expect("a schema serializes")
+}
+
+/// The digest of an observed state (stable: observe sorts what AWS leaves unordered).
+pub fn fingerprint_observed(observed: &Observed) -> String {
+    use sha2::{Digest, Sha256};
+    let bytes = serde_json::to_vec(observed).expect("observed state serializes");
+    hex::encode(Sha256::digest(bytes))
 }
 
 /// The ordered actions for one identity.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct IdentityPlan {
     pub id: String,
     pub role: Role,
@@ -61,7 +97,7 @@ pub struct IdentityPlan {
 }
 
 /// A certificate an action works on.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum CertRef {
     /// A certificate the account already has.
@@ -71,7 +107,7 @@ pub enum CertRef {
 }
 
 /// One step. Steps of an identity run in order; identities run concurrently.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum Action {
     CreateThing {
@@ -181,13 +217,15 @@ impl Action {
 }
 
 /// Something that needs the operator.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Problem {
     pub id: String,
     pub message: String,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub struct Summary {
     pub add: usize,
     pub change: usize,
@@ -292,6 +330,15 @@ pub fn diff(desired: &Desired, observed: &Observed, opts: DiffOptions) -> Plan {
         custom_domain: desired.domain.as_ref().map(|d| d.name.clone()),
         ats_endpoint: observed.domain.as_ref().map(|d| d.ats_endpoint.clone()),
         summary,
+        scope: Scope {
+            targets: Vec::new(),
+            prune: opts.prune,
+            replace_missing_keys: opts.replace_missing_keys,
+        },
+        fingerprint: Fingerprint {
+            file: String::new(),
+            account: fingerprint_observed(observed),
+        },
     }
 }
 

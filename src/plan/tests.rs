@@ -572,3 +572,74 @@ async fn an_archived_key_of_the_active_certificate_is_restored() {
     repairs(&cloud, &d, &p).await;
     assert!(!moved.exists());
 }
+
+/// The JSON plan, with what varies between runs (temp paths, certificate ids, digests) masked.
+fn json_of(p: &Plan, tmp: &Path) -> String {
+    let text = serde_json::to_string_pretty(p).unwrap();
+    let text = text.replace(&tmp.display().to_string(), "<certs>");
+    let mut out = String::new();
+    for line in text.lines() {
+        // 64-hex digests (certificate ids, fingerprints) and ARNs built on them.
+        let mut l = line.to_string();
+        while let Some(i) = l
+            .find(|c: char| c.is_ascii_hexdigit())
+            .and_then(|_| find_hex64(&l))
+        {
+            l.replace_range(i..i + 64, "<sha256>");
+        }
+        out.push_str(&l);
+        out.push('\n');
+    }
+    out
+}
+
+fn find_hex64(s: &str) -> Option<usize> {
+    let b = s.as_bytes();
+    (0..b.len().saturating_sub(63)).find(|&i| {
+        b[i..i + 64]
+            .iter()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+    })
+}
+
+#[tokio::test]
+async fn json_plans_for_create_update_replace_noop_and_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = desired(tmp.path());
+    let cloud = FakeCloud::new();
+    let create = plan(&cloud, &d).await;
+    insta::assert_snapshot!("json_create", json_of(&create, tmp.path()));
+    apply_ok(&cloud, &create).await;
+    insta::assert_snapshot!("json_noop", json_of(&plan(&cloud, &d).await, tmp.path()));
+    cloud.edit_policy("f-st000", r#"{"Version":"2012-10-17","Statement":[]}"#);
+    let update = plan(&cloud, &d).await;
+    insta::assert_snapshot!("json_update", json_of(&update, tmp.path()));
+    apply_ok(&cloud, &update).await;
+    let arn = cert_arn(&cloud, "st000");
+    let id = arn.rsplit('/').next().unwrap().to_string();
+    cloud
+        .state
+        .lock()
+        .unwrap()
+        .certificates
+        .get_mut(&id)
+        .unwrap()
+        .status = CertStatus::Revoked;
+    let replace = plan(&cloud, &d).await;
+    insta::assert_snapshot!("json_replace", json_of(&replace, tmp.path()));
+    apply_ok(&cloud, &replace).await;
+    std::fs::remove_dir_all(tmp.path().join("stmain")).unwrap();
+    let error = plan(&cloud, &d).await;
+    insta::assert_snapshot!("json_error", json_of(&error, tmp.path()));
+}
+
+#[test]
+fn the_documented_plan_schema_is_current() {
+    let committed = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/plan.schema.json"
+    ))
+    .unwrap();
+    let now = serde_json::to_string_pretty(&json_schema()).unwrap() + "\n";
+    assert!(committed == now, "docs/plan.schema.json is out of date: run `provision schema --plan > docs/plan.schema.json`");
+}
