@@ -41,6 +41,11 @@ fn main() {
     let d = desired::render(&fleet, &AwsContext::new("cn-northwest-1", "123456789012"))
         .expect("renders");
     let render = t.elapsed();
+    // The lint alone, again (it is part of render above).
+    let t = Instant::now();
+    let findings = provision::lint::check(&d.identities);
+    let lint = t.elapsed();
+    assert!(findings.is_empty());
 
     // A converged account, as observe would report it.
     let mut observed = Observed::default();
@@ -91,6 +96,10 @@ fn main() {
     println!(
         "  render policies + lint            {:>8.1} ms",
         render.as_secs_f64() * 1e3
+    );
+    println!(
+        "    of which the lint alone         {:>8.1} ms",
+        lint.as_secs_f64() * 1e3
     );
     println!(
         "  diff against a converged account {:>8.1} ms",

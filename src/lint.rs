@@ -133,6 +133,9 @@ fn strings(v: Option<&Value>) -> Vec<String> {
 }
 
 fn substitute(resource: &str, me: &DesiredIdentity) -> String {
+    if !resource.contains("${") {
+        return resource.to_string();
+    }
     let mut r = resource
         .replace("${iot:ClientId}", &me.id)
         .replace("${iot:Connection.Thing.ThingName}", &me.id);
@@ -144,10 +147,10 @@ fn substitute(resource: &str, me: &DesiredIdentity) -> String {
 
 fn check_one(me: &DesiredIdentity, index: &Index) -> Vec<String> {
     let mut out = Vec::new();
-    let stmts = match me.policy.get("Statement") {
-        Some(Value::Array(a)) => a.clone(),
-        Some(other) => vec![other.clone()],
-        None => Vec::new(),
+    let stmts: &[Value] = match me.policy.get("Statement") {
+        Some(Value::Array(a)) => a,
+        Some(other) => std::slice::from_ref(other),
+        None => &[],
     };
     for (n, stmt) in stmts.iter().enumerate() {
         if stmt.get("Effect").and_then(Value::as_str) != Some("Allow") {

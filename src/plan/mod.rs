@@ -81,8 +81,20 @@ pub fn json_schema() -> serde_json::Value {
 /// The digest of an observed state (stable: observe sorts what AWS leaves unordered).
 pub fn fingerprint_observed(observed: &Observed) -> String {
     use sha2::{Digest, Sha256};
-    let bytes = serde_json::to_vec(observed).expect("observed state serializes");
-    hex::encode(Sha256::digest(bytes))
+    /// Streams the serialization into the hash: no copy of the whole state in memory.
+    struct Hashing(Sha256);
+    impl std::io::Write for Hashing {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.update(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut h = Hashing(Sha256::new());
+    serde_json::to_writer(&mut h, observed).expect("observed state serializes");
+    hex::encode(h.0.finalize())
 }
 
 /// The ordered actions for one identity.

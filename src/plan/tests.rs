@@ -643,3 +643,31 @@ fn the_documented_plan_schema_is_current() {
     let now = serde_json::to_string_pretty(&json_schema()).unwrap() + "\n";
     assert!(committed == now, "docs/plan.schema.json is out of date: run `provision schema --plan > docs/plan.schema.json`");
 }
+
+#[tokio::test]
+async fn a_failing_station_does_not_stop_the_others() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = desired(tmp.path());
+    let cloud = FakeCloud::new();
+    let p = plan(&cloud, &d).await;
+    // Someone creates st000's policy between plan and apply: its CreatePolicy fails.
+    cloud
+        .create_policy("f-st000", r#"{"Statement":[]}"#)
+        .await
+        .unwrap();
+    let report = apply::apply(&cloud, &p, 4, &|_| {}).await;
+    let failed: Vec<_> = report.failed().collect();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].id, "st000");
+    assert_eq!(
+        failed[0].done, 1,
+        "the thing was created, then CreatePolicy failed"
+    );
+    assert!(failed[0]
+        .error
+        .as_deref()
+        .unwrap()
+        .contains("CreatePolicy failed: ResourceAlreadyExistsException"));
+    let ok = report.outcomes.iter().find(|o| o.id == "stmain").unwrap();
+    assert!(ok.error.is_none() && ok.done == ok.total);
+}
