@@ -368,6 +368,262 @@ def apply_moto_patches(ca: LocalCA, acm_validation_wait: float) -> None:
     # set it before importing moto and also set the float here.
     moto_settings.ACM_VALIDATION_WAIT = acm_validation_wait
 
+    apply_domain_patches(acm_validation_wait)
+
+
+# Default TLS policy of new IoT domain configurations (AWS IoT).
+DEFAULT_TLS_POLICY = "IoTSecurityPolicy_TLS13_1_2_2022_10"
+# Seconds after RequestCertificate before ACM lists the DNS validation records.
+ACM_RECORDS_DELAY = 1.0
+
+
+def _dns(name: str) -> str:
+    return (name or "").strip().rstrip(".").lower()
+
+
+def _route53_cname_values(account_id: str, name: str) -> list[str]:
+    """Values of the CNAMEs named `name` in any hosted zone of the account (any partition)."""
+    from moto.route53.models import route53_backends
+
+    out = []
+    for partition_backend in list(route53_backends[account_id].values()):
+        for zone in list(partition_backend.zones.values()):
+            for rr in list(zone.rrsets):
+                if rr.type == "CNAME" and _dns(rr.name) == _dns(name):
+                    out.extend(_dns(v) for v in (rr.records or []))
+    return out
+
+
+def _cert_names(bundle: Any) -> set[str]:
+    return {_dns(n) for n in (bundle.sans or [])} | {_dns(bundle.common_name or "")}
+
+
+def _name_covered(names: set[str], host: str) -> bool:
+    host = _dns(host)
+    for n in names:
+        if n == host:
+            return True
+        if n.startswith("*.") and host.count(".") == n.count(".") and host.endswith(n[1:]):
+            return True
+    return False
+
+
+def apply_domain_patches(acm_validation_wait: float) -> None:
+    """ACM, Route 53 and IoT domain configurations as AWS behaves (custom MQTT domains)."""
+    from moto.acm import models as acm_models
+    from moto.acm.exceptions import AWSError as AcmError
+    from moto.core.responses import ActionResult
+    from moto.iot import exceptions as iot_exc
+    from moto.iot import models as iot_models
+    from moto.iot import responses as iot_responses
+
+    # --- (h) ACM DNS validation needs the validation CNAME ------------------
+    # AWS issues a DNS-validated certificate only once its validation CNAME
+    # (DomainValidationOptions[].ResourceRecord) resolves; moto issues it after
+    # MOTO_ACM_VALIDATION_WAIT seconds whether or not the record exists.  Here
+    # the wait counts from the moment every validation record is found in a
+    # Route 53 zone of the account, so a missing record keeps the certificate
+    # PENDING_VALIDATION, as on AWS.
+    orig_describe = acm_models.CertBundle.describe
+
+    def validation_records(bundle: Any) -> list[dict[str, str]]:
+        desc = orig_describe(bundle)["Certificate"]
+        return [o["ResourceRecord"] for o in desc.get("DomainValidationOptions", [])
+                if o.get("ResourceRecord")]
+
+    def check(self: Any) -> None:
+        now = acm_models.utcnow()
+        if self._not_valid_after(self._cert) <= now:
+            self.status = "EXPIRED"
+            return
+        if self.type != "AMAZON_ISSUED" or self.status != "PENDING_VALIDATION":
+            return
+        account_id = self.arn.split(":")[4]
+        found = all(
+            _dns(r["Value"]) in _route53_cname_values(account_id, r["Name"])
+            for r in validation_records(self)
+        )
+        if not found:
+            self.validation_seen_at = None
+            return
+        seen = getattr(self, "validation_seen_at", None)
+        if seen is None:
+            self.validation_seen_at = seen = now
+        if (now - seen).total_seconds() >= acm_validation_wait:
+            self.status = "ISSUED"
+
+    acm_models.CertBundle.check = check
+
+    # --- (i) ACM publishes validation records a moment after the request ---
+    # AWS: DescribeCertificate right after RequestCertificate can come back
+    # without DomainValidationOptions[].ResourceRecord for a few seconds;
+    # callers must poll.  moto fills them in at once.
+    def describe(self: Any) -> dict[str, Any]:
+        out = orig_describe(self)
+        waited = (acm_models.utcnow() - self.created_at).total_seconds()
+        if self.type == "AMAZON_ISSUED" and waited < ACM_RECORDS_DELAY:
+            for o in out["Certificate"].get("DomainValidationOptions", []):
+                o.pop("ResourceRecord", None)
+        return out
+
+    acm_models.CertBundle.describe = describe
+
+    # --- (j) ACM RequestCertificate idempotency after a delete --------------
+    # moto looks the token's certificate up without checking it still exists
+    # (KeyError, HTTP 500); AWS answers a request.  Forget stale tokens.
+    orig_request = acm_models.AWSCertificateManagerBackend.request_certificate
+
+    def request_certificate(self: Any, domain_name: str, idempotency_token: str, *a: Any, **kw: Any) -> str:
+        if idempotency_token is not None:
+            entry = self._idempotency_tokens.get(idempotency_token)
+            if entry is not None and entry["arn"] not in self._certificates:
+                del self._idempotency_tokens[idempotency_token]
+        return orig_request(self, domain_name, idempotency_token, *a, **kw)
+
+    acm_models.AWSCertificateManagerBackend.request_certificate = request_certificate
+
+    # --- (k) ACM DeleteCertificate of a certificate in use ------------------
+    # AWS refuses (ResourceInUseException) while an IoT domain configuration
+    # uses the certificate; moto deletes it.
+    class ResourceInUse(AcmError):
+        TYPE = "ResourceInUseException"
+
+    orig_delete = acm_models.AWSCertificateManagerBackend.delete_certificate
+
+    def delete_certificate(self: Any, arn: str) -> None:
+        for region_backend in list(iot_models.iot_backends[self.account_id].values()):
+            for dc in region_backend.domain_configurations.values():
+                if any(sc["serverCertificateArn"] == arn for sc in dc.server_certificates):
+                    raise ResourceInUse(
+                        message=f"Certificate {arn} is in use by IoT domain configuration "
+                        f"{dc.domain_configuration_name}."
+                    )
+        orig_delete(self, arn)
+
+    acm_models.AWSCertificateManagerBackend.delete_certificate = delete_certificate
+
+    # --- (l) IoT domain configurations -------------------------------------
+    # AWS: CreateDomainConfiguration takes tlsConfig.securityPolicy (default
+    # IoTSecurityPolicy_TLS13_1_2_2022_10) and UpdateDomainConfiguration can
+    # change it; DescribeDomainConfiguration returns it.  The server
+    # certificate must be an ISSUED ACM certificate of the account and region
+    # whose names cover the domain name; the name must not start with "IoT:";
+    # one configuration per domain name; serviceType defaults to DATA; and a
+    # configuration must be DISABLED before it can be deleted.  moto ignores
+    # tlsConfig and checks none of this.
+    orig_desc_dict = iot_models.FakeDomainConfiguration.to_description_dict
+
+    def to_description_dict(self: Any) -> dict[str, Any]:
+        out = orig_desc_dict(self)
+        out["tlsConfig"] = {"securityPolicy": getattr(self, "tls_policy", DEFAULT_TLS_POLICY)}
+        out["serviceType"] = self.service_type or "DATA"
+        return out
+
+    iot_models.FakeDomainConfiguration.to_description_dict = to_description_dict
+
+    def create_domain_configuration(self: Any, domain_configuration_name: str, domain_name: str,
+                                    server_certificate_arns: list[str], authorizer_config: Any,
+                                    service_type: str, tls_config: Any = None) -> Any:
+        if (domain_configuration_name or "").startswith("IoT:"):
+            raise iot_exc.InvalidRequestException(
+                "Domain configuration names starting with IoT: are reserved.")
+        if domain_configuration_name in self.domain_configurations:
+            existing = self.domain_configurations[domain_configuration_name]
+            raise iot_exc.ResourceAlreadyExistsException(
+                "Domain configuration with given name already exists.",
+                existing.domain_configuration_name, existing.domain_configuration_arn)
+        for dc in self.domain_configurations.values():
+            if domain_name and _dns(dc.domain_name) == _dns(domain_name):
+                raise iot_exc.ResourceAlreadyExistsException(
+                    f"Domain name {domain_name} is already used by domain configuration "
+                    f"{dc.domain_configuration_name}.",
+                    dc.domain_configuration_name, dc.domain_configuration_arn)
+        if domain_name:
+            acm = acm_models.acm_backends[self.account_id][self.region_name]
+            for arn in server_certificate_arns or []:
+                bundle = acm._certificates.get(arn)
+                if bundle is None:
+                    raise iot_exc.InvalidRequestException(
+                        f"The certificate {arn} does not exist in ACM.")
+                bundle.check()
+                if bundle.status != "ISSUED":
+                    raise iot_exc.InvalidRequestException(
+                        f"The certificate {arn} is {bundle.status}, not ISSUED.")
+                if not _name_covered(_cert_names(bundle), domain_name):
+                    raise iot_exc.InvalidRequestException(
+                        f"The certificate {arn} is not valid for {domain_name}.")
+        policy = (tls_config or {}).get("securityPolicy") or DEFAULT_TLS_POLICY
+        dc = iot_models.FakeDomainConfiguration(
+            self.account_id, self.region_name, domain_configuration_name, domain_name,
+            server_certificate_arns, "ENABLED", service_type or "DATA", authorizer_config,
+            "CUSTOMER_MANAGED")
+        dc.tls_policy = policy
+        self.domain_configurations[domain_configuration_name] = dc
+        return dc
+
+    iot_models.IoTBackend.create_domain_configuration = create_domain_configuration
+
+    orig_update = iot_models.IoTBackend.update_domain_configuration
+
+    def update_domain_configuration(self: Any, domain_configuration_name: str, authorizer_config: Any,
+                                    domain_configuration_status: str, remove_authorizer_config: Any,
+                                    tls_config: Any = None) -> Any:
+        dc = orig_update(self, domain_configuration_name, authorizer_config,
+                         domain_configuration_status, remove_authorizer_config)
+        if tls_config and tls_config.get("securityPolicy"):
+            dc.tls_policy = tls_config["securityPolicy"]
+        return dc
+
+    iot_models.IoTBackend.update_domain_configuration = update_domain_configuration
+
+    orig_delete_dc = iot_models.IoTBackend.delete_domain_configuration
+
+    def delete_domain_configuration(self: Any, domain_configuration_name: str) -> None:
+        dc = self.domain_configurations.get(domain_configuration_name)
+        if dc is not None and dc.domain_configuration_status != "DISABLED":
+            raise iot_exc.InvalidRequestException(
+                f"Domain configuration {domain_configuration_name} must be DISABLED before it "
+                "can be deleted.")
+        orig_delete_dc(self, domain_configuration_name)
+
+    iot_models.IoTBackend.delete_domain_configuration = delete_domain_configuration
+
+    def resp_create(self: Any) -> Any:
+        dc = self.iot_backend.create_domain_configuration(
+            domain_configuration_name=self._get_param("domainConfigurationName"),
+            domain_name=self._get_param("domainName"),
+            server_certificate_arns=self._get_param("serverCertificateArns"),
+            authorizer_config=self._get_param("authorizerConfig"),
+            service_type=self._get_param("serviceType"),
+            tls_config=self._get_param("tlsConfig"),
+        )
+        return ActionResult(dc.to_dict())
+
+    def resp_update(self: Any) -> Any:
+        dc = self.iot_backend.update_domain_configuration(
+            domain_configuration_name=self._get_param("domainConfigurationName"),
+            authorizer_config=self._get_param("authorizerConfig"),
+            domain_configuration_status=self._get_param("domainConfigurationStatus"),
+            remove_authorizer_config=self._get_bool_param("removeAuthorizerConfig"),
+            tls_config=self._get_param("tlsConfig"),
+        )
+        return ActionResult(dc.to_dict())
+
+    iot_responses.IoTResponse.create_domain_configuration = resp_create
+    iot_responses.IoTResponse.update_domain_configuration = resp_update
+
+
+def create_hosted_zones(names: list[str], region: str) -> None:
+    """Public hosted zones the operator already has (`--hosted-zone`), in the default account."""
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.route53.models import route53_backends
+    from moto.utilities.utils import get_partition
+
+    backend = route53_backends[DEFAULT_ACCOUNT_ID][get_partition(region)]
+    for name in names:
+        zone = backend.create_hosted_zone(name if name.endswith(".") else f"{name}.", private_zone=False)
+        log(f"hosted zone {zone.name} ({zone.id})")
+
 
 # --------------------------------------------------------------------------
 # API classification from botocore service models
@@ -798,6 +1054,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "or cn-northwest-1)")
     p.add_argument("--broker-name", action="append", default=[], metavar="HOST",
                    help="extra host name on the broker's server certificate (e.g. a custom domain)")
+    p.add_argument("--hosted-zone", action="append", default=[], metavar="NAME",
+                   help="create this public Route 53 hosted zone at start (as the operator has it)")
+    p.add_argument("--region", default=os.environ.get("AWS_REGION") or "cn-northwest-1",
+                   help="region (so partition) the --hosted-zone zones are created for")
     return p.parse_args(argv)
 
 
@@ -834,6 +1094,7 @@ def main(argv: list[str] | None = None) -> int:
 
     ca = LocalCA.load_or_create(ca_dir)
     apply_moto_patches(ca, args.acm_validation_wait)
+    create_hosted_zones(args.hosted_zone, args.region)
 
     moto_app = DomainDispatcherApplication(create_backend_app)
     info: dict[str, Any] = {"state_dir": state_dir, "ca_pem": ca.pem_path, "pid": os.getpid()}

@@ -190,17 +190,95 @@ class SandboxTest(unittest.TestCase):
         self.assertEqual(e.exception.response["Error"]["Code"], "ResourceAlreadyExistsException")
         self.iot.delete_thing(thingName="dup")
 
-    def test_acm_issued_quickly(self):
-        arn = self.acm.request_certificate(DomainName="mqtt.example.com",
-                                           ValidationMethod="DNS")["CertificateArn"]
-        deadline = time.time() + 5
+    def _wait_status(self, arn: str, want: str, seconds: float) -> str:
+        deadline = time.time() + seconds
         status = None
         while time.time() < deadline:
             status = self.acm.describe_certificate(CertificateArn=arn)["Certificate"]["Status"]
-            if status == "ISSUED":
+            if status == want:
                 break
             time.sleep(0.25)
-        self.assertEqual(status, "ISSUED")
+        return status
+
+    def _validation_record(self, arn: str) -> dict:
+        deadline = time.time() + 5
+        while time.time() < deadline:
+            opts = self.acm.describe_certificate(CertificateArn=arn)["Certificate"][
+                "DomainValidationOptions"]
+            if opts and opts[0].get("ResourceRecord"):
+                return opts[0]["ResourceRecord"]
+            time.sleep(0.2)
+        self.fail("ACM published no validation record")
+
+    def test_acm_issues_once_the_validation_record_is_in_route53(self):
+        zone = self.r53.create_hosted_zone(Name="acm-test.example.com",
+                                           CallerReference="acm-test")["HostedZone"]["Id"]
+        arn = self.acm.request_certificate(DomainName="mqtt.acm-test.example.com",
+                                           ValidationMethod="DNS")["CertificateArn"]
+        # Published a moment after the request, as on AWS.
+        first = self.acm.describe_certificate(CertificateArn=arn)["Certificate"]
+        self.assertFalse(any(o.get("ResourceRecord") for o in first["DomainValidationOptions"]))
+        record = self._validation_record(arn)
+        # Without the CNAME, ACM cannot validate.
+        self.assertEqual(self._wait_status(arn, "ISSUED", 2), "PENDING_VALIDATION")
+        self.r53.change_resource_record_sets(HostedZoneId=zone, ChangeBatch={"Changes": [{
+            "Action": "UPSERT", "ResourceRecordSet": {
+                "Name": record["Name"], "Type": "CNAME", "TTL": 300,
+                "ResourceRecords": [{"Value": record["Value"]}]}}]})
+        self.assertEqual(self._wait_status(arn, "ISSUED", 5), "ISSUED")
+
+    def test_domain_configuration_as_aws(self):
+        zone = self.r53.create_hosted_zone(Name="dc-test.example.com",
+                                           CallerReference="dc-test")["HostedZone"]["Id"]
+        name = "mqtt.dc-test.example.com"
+        arn = self.acm.request_certificate(DomainName=name, ValidationMethod="DNS")["CertificateArn"]
+        # Not ISSUED yet: refused.
+        with self.assertRaises(ClientError) as e:
+            self.iot.create_domain_configuration(domainConfigurationName="dc", domainName=name,
+                                                 serverCertificateArns=[arn], serviceType="DATA")
+        self.assertEqual(e.exception.response["Error"]["Code"], "InvalidRequestException")
+        record = self._validation_record(arn)
+        self.r53.change_resource_record_sets(HostedZoneId=zone, ChangeBatch={"Changes": [{
+            "Action": "UPSERT", "ResourceRecordSet": {
+                "Name": record["Name"], "Type": "CNAME", "TTL": 300,
+                "ResourceRecords": [{"Value": record["Value"]}]}}]})
+        self.assertEqual(self._wait_status(arn, "ISSUED", 5), "ISSUED")
+        with self.assertRaises(ClientError):
+            self.iot.create_domain_configuration(domainConfigurationName="IoT:x", domainName=name,
+                                                 serverCertificateArns=[arn])
+        with self.assertRaises(ClientError):  # the certificate does not cover another name
+            self.iot.create_domain_configuration(domainConfigurationName="other",
+                                                 domainName="other.dc-test.example.com",
+                                                 serverCertificateArns=[arn])
+        self.iot.create_domain_configuration(domainConfigurationName="dc", domainName=name,
+                                             serverCertificateArns=[arn])
+        d = self.iot.describe_domain_configuration(domainConfigurationName="dc")
+        self.assertEqual(d["tlsConfig"]["securityPolicy"], "IoTSecurityPolicy_TLS13_1_2_2022_10")
+        self.assertEqual(d["serviceType"], "DATA")
+        self.iot.update_domain_configuration(
+            domainConfigurationName="dc",
+            tlsConfig={"securityPolicy": "IoTSecurityPolicy_TLS13_1_3_2022_10"})
+        d = self.iot.describe_domain_configuration(domainConfigurationName="dc")
+        self.assertEqual(d["tlsConfig"]["securityPolicy"], "IoTSecurityPolicy_TLS13_1_3_2022_10")
+        # In use: ACM keeps the certificate; ENABLED: IoT keeps the configuration.
+        with self.assertRaises(ClientError) as e:
+            self.acm.delete_certificate(CertificateArn=arn)
+        self.assertEqual(e.exception.response["Error"]["Code"], "ResourceInUseException")
+        with self.assertRaises(ClientError):
+            self.iot.delete_domain_configuration(domainConfigurationName="dc")
+        self.iot.update_domain_configuration(domainConfigurationName="dc",
+                                             domainConfigurationStatus="DISABLED")
+        self.iot.delete_domain_configuration(domainConfigurationName="dc")
+        self.acm.delete_certificate(CertificateArn=arn)
+        # Requesting again with a token whose certificate was deleted makes a new one.
+        a = self.acm.request_certificate(DomainName=name, ValidationMethod="DNS",
+                                         IdempotencyToken="tok1")["CertificateArn"]
+        self.assertEqual(a, self.acm.request_certificate(
+            DomainName=name, ValidationMethod="DNS", IdempotencyToken="tok1")["CertificateArn"])
+        self.acm.delete_certificate(CertificateArn=a)
+        b = self.acm.request_certificate(DomainName=name, ValidationMethod="DNS",
+                                         IdempotencyToken="tok1")["CertificateArn"]
+        self.assertNotEqual(a, b)
 
     def test_request_log(self):
         self.sb.post("/_sandbox/requests/reset")

@@ -248,6 +248,10 @@ struct ApplyArgs {
     /// After applying, verify the stations that changed over MQTT (see `provision verify`).
     #[arg(long)]
     verify: bool,
+    /// Seconds to wait for ACM to issue the custom domain's certificate (DNS validation);
+    /// an apply that stops waiting continues the wait next time.
+    #[arg(long, value_name = "SECONDS", default_value_t = 900)]
+    wait_timeout: u64,
     #[command(flatten)]
     mqtt: MqttArgs,
 }
@@ -316,6 +320,7 @@ pub fn run() -> anyhow::Result<Exit> {
                     .verify
                     .then(|| verify_options(a.mqtt, Vec::new(), 8, a.json))
                     .transpose()?,
+                wait_timeout: std::time::Duration::from_secs(a.wait_timeout),
                 saved: a.plan,
             },
         ),
@@ -336,6 +341,7 @@ pub fn run() -> anyhow::Result<Exit> {
                         .verify
                         .then(|| verify_options(r.apply.mqtt, Vec::new(), 8, r.apply.json))
                         .transpose()?,
+                    wait_timeout: std::time::Duration::from_secs(r.apply.wait_timeout),
                 },
             },
         ),

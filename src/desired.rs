@@ -58,6 +58,8 @@ pub struct Desired {
     pub key_method: KeyMethod,
     /// Where identities' key directories live.
     pub certificates_dir: PathBuf,
+    /// The custom MQTT domain, when the file configures one.
+    pub domain: Option<crate::config::DomainSpec>,
 }
 
 /// One identity's thing, policy and certificate files.
@@ -311,6 +313,7 @@ pub fn render(fleet: &Fleet, aws: &AwsContext) -> Result<Desired, Diagnostics> {
         warnings,
         key_method: fleet.key_method,
         certificates_dir: fleet.certificates_dir.clone(),
+        domain: fleet.domain.clone(),
     })
 }
 

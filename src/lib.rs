@@ -11,6 +11,7 @@ pub mod cloud;
 pub mod commands;
 pub mod config;
 pub mod desired;
+pub mod domain;
 pub mod keygen;
 pub mod lint;
 pub mod observed;

@@ -68,6 +68,8 @@ pub struct Observed {
     pub identities: BTreeMap<String, ObservedIdentity>,
     /// Things this fleet owns that the file no longer lists, by name.
     pub orphans: Vec<Orphan>,
+    /// The custom domain's state ([`crate::domain::observe`]), when read.
+    pub domain: Option<crate::domain::ObservedDomain>,
 }
 
 /// An owned thing that is not in the fleet file (a removed station). Its details are read only
@@ -154,6 +156,7 @@ pub async fn observe<C: Cloud>(
     Ok(Observed {
         identities: identities.into_iter().collect(),
         orphans,
+        domain: None,
     })
 }
 

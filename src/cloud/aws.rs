@@ -15,8 +15,9 @@ use tokio::time::Instant;
 
 use super::limiter::{CallStats, Limiter};
 use super::{
-    Account, CertStatus, Certificate, Cloud, CloudError, IssuedCertificate, NewCertificate,
-    PolicyDocument, PolicyVersion, Result, Secret, Thing,
+    dns_name, Account, AcmCertificate, AcmCertificateDetail, CertStatus, Certificate, Cloud,
+    CloudError, CnameRecord, DnsRecord, DomainConfiguration, HostedZone, IssuedCertificate,
+    NewCertificate, NewDomainConfiguration, PolicyDocument, PolicyVersion, Result, Secret, Thing,
 };
 
 /// How the AWS clients are set up.
@@ -51,6 +52,8 @@ pub async fn resolve_region(profile: Option<&str>) -> Option<String> {
 pub struct AwsCloud {
     iot: aws_sdk_iot::Client,
     sts: aws_sdk_sts::Client,
+    acm: aws_sdk_acm::Client,
+    route53: aws_sdk_route53::Client,
     region: String,
     limiter: Arc<Limiter>,
     deadline: Duration,
@@ -93,6 +96,8 @@ impl AwsCloud {
         Ok(Self {
             iot: aws_sdk_iot::Client::new(&config),
             sts: aws_sdk_sts::Client::new(&config),
+            acm: aws_sdk_acm::Client::new(&config),
+            route53: aws_sdk_route53::Client::new(&config),
             region,
             limiter: Arc::new(Limiter::new(opts.rate_scale.unwrap_or(1.0), &opts.rates)),
             deadline: opts.retry_deadline.unwrap_or(Duration::from_secs(600)),
@@ -642,6 +647,390 @@ impl Cloud for AwsCloud {
     async fn delete_policy(&self, name: &str) -> Result<()> {
         self.call("DeletePolicy", || {
             self.iot.delete_policy().policy_name(name).send()
+        })
+        .await?;
+        Ok(())
+    }
+    async fn acm_list_certificates(&self) -> Result<Vec<AcmCertificate>> {
+        use aws_sdk_acm::types::CertificateStatus as S;
+        let statuses = [
+            S::PendingValidation,
+            S::Issued,
+            S::Inactive,
+            S::Expired,
+            S::ValidationTimedOut,
+            S::Revoked,
+            S::Failed,
+        ];
+        let mut certs = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let out = self
+                .call("acm:ListCertificates", || {
+                    self.acm
+                        .list_certificates()
+                        .set_certificate_statuses(Some(statuses.to_vec()))
+                        .max_items(1000)
+                        .set_next_token(token.clone())
+                        .send()
+                })
+                .await?;
+            for c in out.certificate_summary_list() {
+                certs.push(AcmCertificate {
+                    arn: c.certificate_arn().unwrap_or_default().to_string(),
+                    domain_name: dns_name(c.domain_name().unwrap_or_default()),
+                    status: c.status().map(|s| s.as_str()).unwrap_or("").to_string(),
+                });
+            }
+            token = out.next_token().map(str::to_string);
+            if token.is_none() || out.certificate_summary_list().is_empty() {
+                return Ok(certs);
+            }
+        }
+    }
+
+    async fn acm_list_tags(&self, arn: &str) -> Result<BTreeMap<String, String>> {
+        let out = self
+            .call("acm:ListTagsForCertificate", || {
+                self.acm
+                    .list_tags_for_certificate()
+                    .certificate_arn(arn)
+                    .send()
+            })
+            .await?;
+        Ok(out
+            .tags()
+            .iter()
+            .map(|t| {
+                (
+                    t.key().to_string(),
+                    t.value().unwrap_or_default().to_string(),
+                )
+            })
+            .collect())
+    }
+
+    async fn acm_describe_certificate(&self, arn: &str) -> Result<Option<AcmCertificateDetail>> {
+        let out = not_found_is_none(
+            self.call("acm:DescribeCertificate", || {
+                self.acm.describe_certificate().certificate_arn(arn).send()
+            })
+            .await,
+        )?;
+        Ok(out
+            .and_then(|o| o.certificate().cloned())
+            .map(|c| AcmCertificateDetail {
+                arn: c.certificate_arn().unwrap_or(arn).to_string(),
+                domain_name: dns_name(c.domain_name().unwrap_or_default()),
+                status: c.status().map(|s| s.as_str()).unwrap_or("").to_string(),
+                validation_records: c
+                    .domain_validation_options()
+                    .iter()
+                    .filter_map(|v| v.resource_record())
+                    .map(|r| DnsRecord::new(r.name(), r.value()))
+                    .collect(),
+                failure_reason: c.failure_reason().map(|f| f.as_str().to_string()),
+            }))
+    }
+
+    async fn acm_request_certificate(
+        &self,
+        domain_name: &str,
+        idempotency_token: &str,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<String> {
+        let tags = tags
+            .iter()
+            .map(|(k, v)| {
+                aws_sdk_acm::types::Tag::builder()
+                    .key(k)
+                    .value(v)
+                    .build()
+                    .map_err(|e| build_err("acm:RequestCertificate", e))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let out = self
+            .call("acm:RequestCertificate", || {
+                self.acm
+                    .request_certificate()
+                    .domain_name(domain_name)
+                    .validation_method(aws_sdk_acm::types::ValidationMethod::Dns)
+                    .idempotency_token(idempotency_token)
+                    .set_tags(Some(tags.clone()))
+                    .send()
+            })
+            .await?;
+        out.certificate_arn()
+            .map(str::to_string)
+            .ok_or_else(|| CloudError::Api {
+                operation: "acm:RequestCertificate",
+                code: "EmptyResponse".into(),
+                message: "no certificate ARN in the answer".into(),
+            })
+    }
+
+    async fn acm_delete_certificate(&self, arn: &str) -> Result<()> {
+        self.call("acm:DeleteCertificate", || {
+            self.acm.delete_certificate().certificate_arn(arn).send()
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn find_hosted_zone(&self, name: &str) -> Result<Option<HostedZone>> {
+        let want = dns_name(name);
+        let out = self
+            .call("route53:ListHostedZonesByName", || {
+                self.route53
+                    .list_hosted_zones_by_name()
+                    .dns_name(format!("{want}."))
+                    .max_items(100)
+                    .send()
+            })
+            .await?;
+        // Zones come in name order from `want` on: the matching ones first.
+        let matching: Vec<HostedZone> = out
+            .hosted_zones()
+            .iter()
+            .filter(|z| dns_name(z.name()) == want)
+            .filter(|z| !z.config().is_some_and(|c| c.private_zone()))
+            .map(|z| HostedZone {
+                id: zone_id(z.id()),
+                name: dns_name(z.name()),
+            })
+            .collect();
+        match matching.len() {
+            0 => Ok(None),
+            1 => Ok(matching.into_iter().next()),
+            n => Err(CloudError::Api {
+                operation: "route53:ListHostedZonesByName",
+                code: "AmbiguousZone".into(),
+                message: format!(
+                    "{n} public hosted zones are named {want} ({}); give domain.hosted_zone_id instead",
+                    matching.iter().map(|z| z.id.as_str()).collect::<Vec<_>>().join(", ")
+                ),
+            }),
+        }
+    }
+
+    async fn get_hosted_zone(&self, id: &str) -> Result<Option<HostedZone>> {
+        let out = self
+            .call("route53:GetHostedZone", || {
+                self.route53.get_hosted_zone().id(id).send()
+            })
+            .await;
+        let out = match out {
+            Err(e) if e.code() == Some("NoSuchHostedZone") => return Ok(None),
+            other => other?,
+        };
+        Ok(out.hosted_zone().map(|z| HostedZone {
+            id: zone_id(z.id()),
+            name: dns_name(z.name()),
+        }))
+    }
+
+    async fn get_cname(&self, zone_id: &str, name: &str) -> Result<Option<CnameRecord>> {
+        let want = dns_name(name);
+        let out = self
+            .call("route53:ListResourceRecordSets", || {
+                self.route53
+                    .list_resource_record_sets()
+                    .hosted_zone_id(zone_id)
+                    .start_record_name(format!("{want}."))
+                    .start_record_type(aws_sdk_route53::types::RrType::Cname)
+                    .max_items(1)
+                    .send()
+            })
+            .await?;
+        Ok(out
+            .resource_record_sets()
+            .iter()
+            .find(|r| {
+                dns_name(r.name()) == want && *r.r#type() == aws_sdk_route53::types::RrType::Cname
+            })
+            .map(|r| CnameRecord {
+                value: r
+                    .resource_records()
+                    .first()
+                    .map(|v| dns_name(v.value()))
+                    .unwrap_or_default(),
+                ttl: r.ttl().unwrap_or(CNAME_TTL),
+            }))
+    }
+
+    async fn upsert_cname(&self, zone_id: &str, name: &str, value: &str) -> Result<()> {
+        let batch = cname_change(
+            aws_sdk_route53::types::ChangeAction::Upsert,
+            name,
+            value,
+            CNAME_TTL,
+        )?;
+        self.change_cname(zone_id, batch).await
+    }
+
+    async fn delete_cname(&self, zone_id: &str, name: &str, record: &CnameRecord) -> Result<()> {
+        let batch = cname_change(
+            aws_sdk_route53::types::ChangeAction::Delete,
+            name,
+            &record.value,
+            record.ttl,
+        )?;
+        self.change_cname(zone_id, batch).await
+    }
+
+    async fn describe_domain_configuration(
+        &self,
+        name: &str,
+    ) -> Result<Option<DomainConfiguration>> {
+        let out = not_found_is_none(
+            self.call("DescribeDomainConfiguration", || {
+                self.iot
+                    .describe_domain_configuration()
+                    .domain_configuration_name(name)
+                    .send()
+            })
+            .await,
+        )?;
+        Ok(out.map(|c| DomainConfiguration {
+            name: c.domain_configuration_name().unwrap_or(name).to_string(),
+            domain_name: dns_name(c.domain_name().unwrap_or_default()),
+            certificate_arns: c
+                .server_certificates()
+                .iter()
+                .filter_map(|s| s.server_certificate_arn().map(str::to_string))
+                .collect(),
+            status: c
+                .domain_configuration_status()
+                .map(|s| s.as_str())
+                .unwrap_or("")
+                .to_string(),
+            service_type: c
+                .service_type()
+                .map(|s| s.as_str())
+                .unwrap_or("DATA")
+                .to_string(),
+            tls_policy: c
+                .tls_config()
+                .and_then(|t| t.security_policy())
+                .map(str::to_string),
+        }))
+    }
+
+    async fn create_domain_configuration(&self, config: &NewDomainConfiguration<'_>) -> Result<()> {
+        let tls = aws_sdk_iot::types::TlsConfig::builder()
+            .security_policy(config.tls_policy)
+            .build();
+        self.call("CreateDomainConfiguration", || {
+            self.iot
+                .create_domain_configuration()
+                .domain_configuration_name(config.name)
+                .domain_name(config.domain_name)
+                .server_certificate_arns(config.certificate_arn)
+                .service_type(aws_sdk_iot::types::ServiceType::Data)
+                .tls_config(tls.clone())
+                .send()
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn update_domain_configuration(
+        &self,
+        name: &str,
+        enabled: Option<bool>,
+        tls_policy: Option<&str>,
+    ) -> Result<()> {
+        use aws_sdk_iot::types::DomainConfigurationStatus as S;
+        let status = enabled.map(|e| if e { S::Enabled } else { S::Disabled });
+        let tls = tls_policy.map(|p| {
+            aws_sdk_iot::types::TlsConfig::builder()
+                .security_policy(p)
+                .build()
+        });
+        self.call("UpdateDomainConfiguration", || {
+            self.iot
+                .update_domain_configuration()
+                .domain_configuration_name(name)
+                .set_domain_configuration_status(status.clone())
+                .set_tls_config(tls.clone())
+                .send()
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_domain_configuration(&self, name: &str) -> Result<()> {
+        self.call("DeleteDomainConfiguration", || {
+            self.iot
+                .delete_domain_configuration()
+                .domain_configuration_name(name)
+                .send()
+        })
+        .await?;
+        Ok(())
+    }
+}
+
+/// A request that could not be built (a missing required field: a bug, not an AWS answer).
+fn build_err(operation: &'static str, e: impl std::fmt::Display) -> CloudError {
+    CloudError::Transport {
+        operation,
+        message: format!("cannot build the request: {e}"),
+    }
+}
+
+/// TTL of the CNAMEs provision writes (seconds).
+const CNAME_TTL: i64 = 300;
+
+fn cname_change(
+    action: aws_sdk_route53::types::ChangeAction,
+    name: &str,
+    value: &str,
+    ttl: i64,
+) -> Result<aws_sdk_route53::types::ChangeBatch> {
+    use aws_sdk_route53::types::{Change, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType};
+    const OP: &str = "route53:ChangeResourceRecordSets";
+    let set = ResourceRecordSet::builder()
+        .name(format!("{}.", dns_name(name)))
+        .r#type(RrType::Cname)
+        .ttl(ttl)
+        .resource_records(
+            ResourceRecord::builder()
+                .value(format!("{}.", dns_name(value)))
+                .build()
+                .map_err(|e| build_err(OP, e))?,
+        )
+        .build()
+        .map_err(|e| build_err(OP, e))?;
+    ChangeBatch::builder()
+        .comment("provision: custom MQTT domain")
+        .changes(
+            Change::builder()
+                .action(action)
+                .resource_record_set(set)
+                .build()
+                .map_err(|e| build_err(OP, e))?,
+        )
+        .build()
+        .map_err(|e| build_err(OP, e))
+}
+
+fn zone_id(raw: &str) -> String {
+    raw.trim_start_matches("/hostedzone/").to_string()
+}
+
+impl AwsCloud {
+    async fn change_cname(
+        &self,
+        zone_id: &str,
+        batch: aws_sdk_route53::types::ChangeBatch,
+    ) -> Result<()> {
+        self.call("route53:ChangeResourceRecordSets", || {
+            self.route53
+                .change_resource_record_sets()
+                .hosted_zone_id(zone_id)
+                .change_batch(batch.clone())
+                .send()
         })
         .await?;
         Ok(())

@@ -4,8 +4,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 use super::{
-    Account, CertStatus, Certificate, Cloud, CloudError, IssuedCertificate, NewCertificate,
-    PolicyDocument, PolicyVersion, Result, Secret, Thing,
+    dns_name, Account, AcmCertificate, AcmCertificateDetail, CertStatus, Certificate, Cloud,
+    CloudError, CnameRecord, DnsRecord, DomainConfiguration, HostedZone, IssuedCertificate,
+    NewCertificate, NewDomainConfiguration, PolicyDocument, PolicyVersion, Result, Secret, Thing,
 };
 
 #[derive(Debug, Clone)]
@@ -33,6 +34,43 @@ pub struct FakeState {
     /// Every call made, by API name, in order.
     pub calls: Vec<String>,
     clock: i64,
+    /// ACM certificates by ARN.
+    pub acm: BTreeMap<String, FakeAcmCert>,
+    /// Route 53 zones by id.
+    pub zones: BTreeMap<String, FakeZone>,
+    /// IoT domain configurations by name.
+    pub domain_configurations: BTreeMap<String, DomainConfiguration>,
+    /// ACM idempotency tokens seen, with the ARN each returned.
+    tokens: HashMap<String, String>,
+}
+
+/// An ACM certificate in the fake account. It turns ISSUED when described while its
+/// validation CNAME is in a zone (as ACM does once DNS answers).
+#[derive(Debug, Clone)]
+pub struct FakeAcmCert {
+    pub domain_name: String,
+    pub status: String,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// A Route 53 zone in the fake account: its CNAMEs by name.
+#[derive(Debug, Clone, Default)]
+pub struct FakeZone {
+    pub name: String,
+    pub cnames: BTreeMap<String, CnameRecord>,
+}
+
+/// The validation CNAME the fake ACM asks for, for a domain name.
+pub fn fake_validation_record(domain: &str) -> DnsRecord {
+    DnsRecord::new(
+        &format!("_0123456789abcdef.{domain}"),
+        "_fedcba9876543210.acm-validations.aws",
+    )
+}
+
+/// The fake account's ATS endpoint.
+pub fn fake_ats_endpoint() -> String {
+    format!("fakeendpoint00-ats.iot.{REGION}.amazonaws.com.cn")
 }
 
 /// An in-memory account.
@@ -103,6 +141,20 @@ impl FakeCloud {
 
     pub fn calls(&self) -> Vec<String> {
         self.state.lock().unwrap().calls.clone()
+    }
+
+    /// Create a hosted zone (as the operator has it); returns its id.
+    pub fn add_zone(&self, name: &str) -> String {
+        let mut s = self.state.lock().unwrap();
+        let id = format!("ZFAKE{:04}", s.zones.len() + 1);
+        s.zones.insert(
+            id.clone(),
+            FakeZone {
+                name: dns_name(name),
+                cnames: BTreeMap::new(),
+            },
+        );
+        id
     }
 }
 
@@ -455,7 +507,7 @@ impl Cloud for FakeCloud {
 
     async fn describe_endpoint(&self, endpoint_type: &str) -> Result<String> {
         self.with("DescribeEndpoint", |_| match endpoint_type {
-            "iot:Data-ATS" => Ok(format!("fakeendpoint00-ats.iot.{REGION}.amazonaws.com.cn")),
+            "iot:Data-ATS" => Ok(fake_ats_endpoint()),
             other => Err(api_err(
                 "DescribeEndpoint",
                 "InvalidRequestException",
@@ -528,6 +580,263 @@ impl Cloud for FakeCloud {
             }
             s.policies.remove(name);
             Ok(())
+        })
+    }
+
+    async fn acm_list_certificates(&self) -> Result<Vec<AcmCertificate>> {
+        self.with("acm:ListCertificates", |s| {
+            Ok(s.acm
+                .iter()
+                .map(|(arn, c)| AcmCertificate {
+                    arn: arn.clone(),
+                    domain_name: c.domain_name.clone(),
+                    status: c.status.clone(),
+                })
+                .collect())
+        })
+    }
+
+    async fn acm_list_tags(&self, arn: &str) -> Result<BTreeMap<String, String>> {
+        self.with("acm:ListTagsForCertificate", |s| {
+            s.acm.get(arn).map(|c| c.tags.clone()).ok_or_else(|| {
+                api_err(
+                    "acm:ListTagsForCertificate",
+                    "ResourceNotFoundException",
+                    format!("certificate {arn} not found"),
+                )
+            })
+        })
+    }
+
+    async fn acm_describe_certificate(&self, arn: &str) -> Result<Option<AcmCertificateDetail>> {
+        self.with("acm:DescribeCertificate", |s| {
+            let Some(c) = s.acm.get(arn).cloned() else {
+                return Ok(None);
+            };
+            let record = fake_validation_record(&c.domain_name);
+            let validated = s.zones.values().any(|z| {
+                z.cnames
+                    .get(&record.name)
+                    .is_some_and(|r| r.value == record.value)
+            });
+            let mut status = c.status.clone();
+            if status == "PENDING_VALIDATION" && validated {
+                status = "ISSUED".into();
+                s.acm.get_mut(arn).expect("exists").status = status.clone();
+            }
+            Ok(Some(AcmCertificateDetail {
+                arn: arn.to_string(),
+                domain_name: c.domain_name.clone(),
+                status,
+                validation_records: vec![record],
+                failure_reason: None,
+            }))
+        })
+    }
+
+    async fn acm_request_certificate(
+        &self,
+        domain_name: &str,
+        idempotency_token: &str,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<String> {
+        self.with("acm:RequestCertificate", |s| {
+            if let Some(arn) = s.tokens.get(idempotency_token) {
+                if s.acm.contains_key(arn) {
+                    return Ok(arn.clone());
+                }
+            }
+            let arn = format!(
+                "arn:aws-cn:acm:{REGION}:{ACCOUNT}:certificate/fake-{:04}",
+                s.clock
+            );
+            s.acm.insert(
+                arn.clone(),
+                FakeAcmCert {
+                    domain_name: dns_name(domain_name),
+                    status: "PENDING_VALIDATION".into(),
+                    tags: tags.clone(),
+                },
+            );
+            s.tokens.insert(idempotency_token.to_string(), arn.clone());
+            Ok(arn)
+        })
+    }
+
+    async fn acm_delete_certificate(&self, arn: &str) -> Result<()> {
+        self.with("acm:DeleteCertificate", |s| {
+            if s.domain_configurations
+                .values()
+                .any(|d| d.certificate_arns.iter().any(|a| a == arn))
+            {
+                return Err(api_err(
+                    "acm:DeleteCertificate",
+                    "ResourceInUseException",
+                    format!("certificate {arn} is in use"),
+                ));
+            }
+            s.acm.remove(arn);
+            Ok(())
+        })
+    }
+
+    async fn find_hosted_zone(&self, name: &str) -> Result<Option<HostedZone>> {
+        self.with("route53:ListHostedZonesByName", |s| {
+            Ok(s.zones
+                .iter()
+                .find(|(_, z)| z.name == dns_name(name))
+                .map(|(id, z)| HostedZone {
+                    id: id.clone(),
+                    name: z.name.clone(),
+                }))
+        })
+    }
+
+    async fn get_hosted_zone(&self, id: &str) -> Result<Option<HostedZone>> {
+        self.with("route53:GetHostedZone", |s| {
+            Ok(s.zones.get(id).map(|z| HostedZone {
+                id: id.to_string(),
+                name: z.name.clone(),
+            }))
+        })
+    }
+
+    async fn get_cname(&self, zone_id: &str, name: &str) -> Result<Option<CnameRecord>> {
+        self.with("route53:ListResourceRecordSets", |s| {
+            let z = s.zones.get(zone_id).ok_or_else(|| {
+                api_err(
+                    "route53:ListResourceRecordSets",
+                    "NoSuchHostedZone",
+                    format!("no hosted zone {zone_id}"),
+                )
+            })?;
+            Ok(z.cnames.get(&dns_name(name)).cloned())
+        })
+    }
+
+    async fn upsert_cname(&self, zone_id: &str, name: &str, value: &str) -> Result<()> {
+        self.with("route53:ChangeResourceRecordSets", |s| {
+            let z = s.zones.get_mut(zone_id).ok_or_else(|| {
+                api_err(
+                    "route53:ChangeResourceRecordSets",
+                    "NoSuchHostedZone",
+                    format!("no hosted zone {zone_id}"),
+                )
+            })?;
+            z.cnames.insert(
+                dns_name(name),
+                CnameRecord {
+                    value: dns_name(value),
+                    ttl: 300,
+                },
+            );
+            Ok(())
+        })
+    }
+
+    async fn delete_cname(&self, zone_id: &str, name: &str, record: &CnameRecord) -> Result<()> {
+        self.with("route53:ChangeResourceRecordSets", |s| {
+            let z = s.zones.get_mut(zone_id).ok_or_else(|| {
+                api_err(
+                    "route53:ChangeResourceRecordSets",
+                    "NoSuchHostedZone",
+                    format!("no hosted zone {zone_id}"),
+                )
+            })?;
+            if z.cnames.get(&dns_name(name)) != Some(record) {
+                return Err(api_err(
+                    "route53:ChangeResourceRecordSets",
+                    "InvalidChangeBatch",
+                    format!("no CNAME {name} with that value and TTL"),
+                ));
+            }
+            z.cnames.remove(&dns_name(name));
+            Ok(())
+        })
+    }
+
+    async fn describe_domain_configuration(
+        &self,
+        name: &str,
+    ) -> Result<Option<DomainConfiguration>> {
+        self.with("DescribeDomainConfiguration", |s| {
+            Ok(s.domain_configurations.get(name).cloned())
+        })
+    }
+
+    async fn create_domain_configuration(&self, config: &NewDomainConfiguration<'_>) -> Result<()> {
+        self.with("CreateDomainConfiguration", |s| {
+            if s.domain_configurations.contains_key(config.name) {
+                return Err(api_err(
+                    "CreateDomainConfiguration",
+                    "ResourceAlreadyExistsException",
+                    format!("domain configuration {} already exists", config.name),
+                ));
+            }
+            if s.acm.get(config.certificate_arn).map(|c| c.status.as_str()) != Some("ISSUED") {
+                return Err(api_err(
+                    "CreateDomainConfiguration",
+                    "InvalidRequestException",
+                    format!("certificate {} is not ISSUED", config.certificate_arn),
+                ));
+            }
+            s.domain_configurations.insert(
+                config.name.to_string(),
+                DomainConfiguration {
+                    name: config.name.to_string(),
+                    domain_name: dns_name(config.domain_name),
+                    certificate_arns: vec![config.certificate_arn.to_string()],
+                    status: "ENABLED".into(),
+                    service_type: "DATA".into(),
+                    tls_policy: Some(config.tls_policy.to_string()),
+                },
+            );
+            Ok(())
+        })
+    }
+
+    async fn update_domain_configuration(
+        &self,
+        name: &str,
+        enabled: Option<bool>,
+        tls_policy: Option<&str>,
+    ) -> Result<()> {
+        self.with("UpdateDomainConfiguration", |s| {
+            let c = s.domain_configurations.get_mut(name).ok_or_else(|| {
+                api_err(
+                    "UpdateDomainConfiguration",
+                    "ResourceNotFoundException",
+                    format!("domain configuration {name} not found"),
+                )
+            })?;
+            if let Some(e) = enabled {
+                c.status = if e { "ENABLED" } else { "DISABLED" }.into();
+            }
+            if let Some(p) = tls_policy {
+                c.tls_policy = Some(p.to_string());
+            }
+            Ok(())
+        })
+    }
+
+    async fn delete_domain_configuration(&self, name: &str) -> Result<()> {
+        self.with("DeleteDomainConfiguration", |s| {
+            match s.domain_configurations.get(name) {
+                None => Err(api_err(
+                    "DeleteDomainConfiguration",
+                    "ResourceNotFoundException",
+                    format!("domain configuration {name} not found"),
+                )),
+                Some(c) if c.status == "ENABLED" => Err(api_err(
+                    "DeleteDomainConfiguration",
+                    "InvalidRequestException",
+                    format!("domain configuration {name} is ENABLED: disable it first"),
+                )),
+                Some(_) => {
+                    s.domain_configurations.remove(name);
+                    Ok(())
+                }
+            }
         })
     }
 }

@@ -35,7 +35,33 @@ pub const DEFAULT_RATES: &[(&str, f64)] = &[
     ("ListTargetsForPolicy", 10.0),
     ("DescribeEndpoint", 10.0),
     ("GetCallerIdentity", 10.0),
+    // IoT domain configurations (assumed: not in the published quota table).
+    ("CreateDomainConfiguration", 1.0),
+    ("DescribeDomainConfiguration", 10.0),
+    ("UpdateDomainConfiguration", 1.0),
+    ("DeleteDomainConfiguration", 1.0),
+    // ACM: RequestCertificate 5 and DescribeCertificate 10 are documented; the others assumed.
+    ("acm:RequestCertificate", 5.0),
+    ("acm:DescribeCertificate", 10.0),
+    ("acm:ListCertificates", 10.0),
+    ("acm:ListTagsForCertificate", 10.0),
+    ("acm:AddTagsToCertificate", 10.0),
+    ("acm:DeleteCertificate", 10.0),
+    // Route 53: 5 requests per second for the whole account, every API together: one lane.
+    (ROUTE53_LANE, 5.0),
 ];
+
+/// The one lane every Route 53 API shares (`route53:<Api>` calls are paced here).
+pub const ROUTE53_LANE: &str = "route53:*";
+
+/// The lane an API is paced in: its own, except Route 53's shared one.
+pub fn lane_of(api: &'static str) -> &'static str {
+    if api.starts_with("route53:") {
+        ROUTE53_LANE
+    } else {
+        api
+    }
+}
 
 /// Rate for APIs missing from the table.
 const FALLBACK_RATE: f64 = 5.0;
@@ -119,6 +145,7 @@ impl Limiter {
     /// Wait for this API's next slot. Slots are reserved in order, so concurrent callers
     /// are spread evenly at the rate instead of waking together.
     pub async fn acquire(&self, api: &'static str) {
+        let api = lane_of(api);
         let slot = {
             let mut lanes = self.lanes.lock().expect("limiter lock");
             let now = Instant::now();
@@ -140,6 +167,7 @@ impl Limiter {
 
     /// AWS throttled this API: slow it down.
     pub fn throttled(&self, api: &'static str) {
+        let api = lane_of(api);
         let mut lanes = self.lanes.lock().expect("limiter lock");
         if let Some(lane) = lanes.get_mut(api) {
             lane.throttled += 1;
@@ -149,6 +177,7 @@ impl Limiter {
 
     /// A call succeeded: creep back toward the full quota.
     pub fn succeeded(&self, api: &'static str) {
+        let api = lane_of(api);
         let mut lanes = self.lanes.lock().expect("limiter lock");
         if let Some(lane) = lanes.get_mut(api) {
             if lane.factor < 1.0 {
@@ -214,6 +243,27 @@ mod tests {
         let took = start.elapsed().as_secs_f64();
         assert!(took >= 0.014, "took {took}");
         assert_eq!(l.stats().apis["A"].throttled, 1);
+    }
+
+    // Route 53's quota is per account, all APIs together: they share one lane.
+    #[tokio::test]
+    async fn route53_apis_share_one_lane() {
+        let mut o = BTreeMap::new();
+        o.insert(ROUTE53_LANE.to_string(), 100.0);
+        let l = Limiter::new(1.0, &o);
+        let start = Instant::now();
+        let calls = (0..21).map(|i| {
+            l.acquire(if i % 2 == 0 {
+                "route53:ChangeResourceRecordSets"
+            } else {
+                "route53:ListResourceRecordSets"
+            })
+        });
+        futures::future::join_all(calls).await;
+        let took = start.elapsed().as_secs_f64();
+        assert!(took >= 0.199, "took {took}");
+        assert_eq!(l.stats().apis[ROUTE53_LANE].calls, 21);
+        assert_eq!(l.stats().apis.len(), 1);
     }
 
     #[test]

@@ -127,6 +127,95 @@ pub struct IssuedCertificate {
     pub certificate_pem: String,
 }
 
+/// An ACM certificate as ListCertificates summarises it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AcmCertificate {
+    pub arn: String,
+    pub domain_name: String,
+    /// PENDING_VALIDATION, ISSUED, INACTIVE, EXPIRED, VALIDATION_TIMED_OUT, REVOKED or FAILED.
+    pub status: String,
+}
+
+/// A DNS record (CNAME): its name and value, both without the trailing dot, lower case.
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
+pub struct DnsRecord {
+    pub name: String,
+    pub value: String,
+}
+
+impl DnsRecord {
+    pub fn new(name: &str, value: &str) -> Self {
+        Self {
+            name: dns_name(name),
+            value: dns_name(value),
+        }
+    }
+}
+
+/// A DNS name compared as DNS compares it: lower case, no trailing dot.
+pub fn dns_name(s: &str) -> String {
+    s.trim().trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// An ACM certificate's details (DescribeCertificate).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AcmCertificateDetail {
+    pub arn: String,
+    pub domain_name: String,
+    pub status: String,
+    /// DNS validation CNAMEs, one per name on the certificate; AWS fills them in a few seconds
+    /// after RequestCertificate, so this can be empty at first.
+    pub validation_records: Vec<DnsRecord>,
+    pub failure_reason: Option<String>,
+}
+
+/// A Route 53 hosted zone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HostedZone {
+    /// The id without `/hostedzone/`.
+    pub id: String,
+    /// The zone's name, lower case, without the trailing dot.
+    pub name: String,
+}
+
+/// A CNAME record set as Route 53 holds it (DELETE needs the exact TTL and value).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CnameRecord {
+    pub value: String,
+    pub ttl: i64,
+}
+
+/// An IoT domain configuration (DescribeDomainConfiguration).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DomainConfiguration {
+    pub name: String,
+    pub domain_name: String,
+    pub certificate_arns: Vec<String>,
+    /// ENABLED or DISABLED.
+    pub status: String,
+    pub service_type: String,
+    pub tls_policy: Option<String>,
+}
+
+/// What a new domain configuration is made of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewDomainConfiguration<'a> {
+    pub name: &'a str,
+    pub domain_name: &'a str,
+    pub certificate_arn: &'a str,
+    pub tls_policy: &'a str,
+}
+
 /// Who and where the credentials act.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Account {
@@ -275,4 +364,73 @@ pub trait Cloud: Send + Sync {
     fn delete_thing(&self, name: &str) -> impl Future<Output = Result<()>> + Send;
     /// Delete a policy (its non-default versions must be deleted first).
     fn delete_policy(&self, name: &str) -> impl Future<Output = Result<()>> + Send;
+
+    // --- ACM (the custom domain's server certificate) ---
+    /// Every certificate in the account and region, any status.
+    fn acm_list_certificates(&self) -> impl Future<Output = Result<Vec<AcmCertificate>>> + Send;
+    fn acm_list_tags(
+        &self,
+        arn: &str,
+    ) -> impl Future<Output = Result<BTreeMap<String, String>>> + Send;
+    fn acm_describe_certificate(
+        &self,
+        arn: &str,
+    ) -> impl Future<Output = Result<Option<AcmCertificateDetail>>> + Send;
+    /// Request a DNS-validated certificate, tagged at creation; the same idempotency token
+    /// within an hour returns the same certificate. Returns its ARN.
+    fn acm_request_certificate(
+        &self,
+        domain_name: &str,
+        idempotency_token: &str,
+        tags: &BTreeMap<String, String>,
+    ) -> impl Future<Output = Result<String>> + Send;
+    fn acm_delete_certificate(&self, arn: &str) -> impl Future<Output = Result<()>> + Send;
+
+    // --- Route 53 ---
+    /// The public hosted zone with exactly this name, if any (an error if several have it).
+    fn find_hosted_zone(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<HostedZone>>> + Send;
+    fn get_hosted_zone(&self, id: &str) -> impl Future<Output = Result<Option<HostedZone>>> + Send;
+    /// The CNAME record set with this name in the zone, if any.
+    fn get_cname(
+        &self,
+        zone_id: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<CnameRecord>>> + Send;
+    /// Create or replace a CNAME (UPSERT: idempotent).
+    fn upsert_cname(
+        &self,
+        zone_id: &str,
+        name: &str,
+        value: &str,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// Delete a CNAME exactly as it is (Route 53 needs the value and TTL).
+    fn delete_cname(
+        &self,
+        zone_id: &str,
+        name: &str,
+        record: &CnameRecord,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    // --- IoT domain configurations ---
+    fn describe_domain_configuration(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<DomainConfiguration>>> + Send;
+    /// Create a DATA domain configuration (it starts ENABLED).
+    fn create_domain_configuration(
+        &self,
+        config: &NewDomainConfiguration<'_>,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// Change status (ENABLED / DISABLED) and/or TLS policy in place.
+    fn update_domain_configuration(
+        &self,
+        name: &str,
+        enabled: Option<bool>,
+        tls_policy: Option<&str>,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// Delete a domain configuration (AWS requires it DISABLED first).
+    fn delete_domain_configuration(&self, name: &str) -> impl Future<Output = Result<()>> + Send;
 }

@@ -22,6 +22,8 @@ pub struct ApplyOptions {
     pub json: bool,
     /// `--verify`: after applying, verify the stations that changed.
     pub verify: Option<super::verify::VerifyOptions>,
+    /// How long apply waits for ACM to issue the custom domain's certificate.
+    pub wait_timeout: std::time::Duration,
     /// A plan saved by `plan -o`, applied exactly.
     pub saved: Option<std::path::PathBuf>,
 }
@@ -162,6 +164,11 @@ async fn execute(
         print!("{}", plan::render_text(plan, g.stdout_color()));
     }
     if !plan.has_changes() {
+        if let Some((fleet, _)) = fleet {
+            if plan.problems.is_empty() {
+                write_endpoint(g, cloud, plan, fleet).await?;
+            }
+        }
         if opts.verify.is_some() && !g.quiet {
             eprintln!("Nothing changed, so nothing to verify (run `provision verify` to check every station).");
         }
@@ -191,7 +198,25 @@ async fn execute(
     let started = std::time::Instant::now();
     tracing::info!("applying {} actions", plan.action_count());
     let bar = progress(g, plan.changes.len() as u64, "applying");
-    let report = apply::apply(cloud, plan, opts.read.parallelism, &|_| bar.inc()).await;
+    // The custom domain's steps run beside the stations' (nothing of theirs depends on it).
+    let quiet = g.quiet;
+    let on_progress = move |line: &str| {
+        if !quiet {
+            eprintln!("{line}");
+        }
+    };
+    let wait = crate::domain::apply::WaitOptions {
+        timeout: opts.wait_timeout,
+        poll: std::time::Duration::from_secs(1),
+        max_poll: std::time::Duration::from_secs(10),
+        progress_every: std::time::Duration::from_secs(10),
+        on_progress: &on_progress,
+    };
+    let on_done = |_: &apply::IdentityOutcome| bar.inc();
+    let (report, (domain_outcomes, domain_summary)) = tokio::join!(
+        apply::apply(cloud, plan, opts.read.parallelism, &on_done),
+        crate::domain::apply::apply_domains(cloud, &plan.domains, wait)
+    );
     bar.finish();
     let failed: Vec<_> = report.failed().collect();
     for f in &failed {
@@ -203,10 +228,31 @@ async fn execute(
             f.error.as_deref().unwrap_or_default()
         );
     }
-    let s = report.summary;
+    let domain_failed: Vec<_> = domain_outcomes
+        .iter()
+        .filter(|o| o.error.is_some())
+        .collect();
+    for f in &domain_failed {
+        eprintln!(
+            "error: domain {}: stopped after {}/{} steps: {}",
+            f.name,
+            f.done,
+            f.total,
+            f.error.as_deref().unwrap_or_default()
+        );
+    }
+    if let Some((fleet, _)) = fleet {
+        if domain_failed.is_empty() {
+            write_endpoint(g, cloud, plan, fleet).await?;
+        }
+    }
+    let mut s = report.summary;
+    s.add += domain_summary.add;
+    s.change += domain_summary.change;
+    s.destroy += domain_summary.destroy;
     // --verify: the stations that changed (all of them when the platform did).
     let verified = match (&opts.verify, fleet) {
-        (Some(v), Some((fleet, desired))) if failed.is_empty() => {
+        (Some(v), Some((fleet, desired))) if failed.is_empty() && domain_failed.is_empty() => {
             let changed: Vec<String> = if plan.changes.iter().any(|c| c.role == Role::Platform) {
                 Vec::new()
             } else {
@@ -222,20 +268,28 @@ async fn execute(
         (None, _) => None,
     };
     if opts.json {
-        let mut out = serde_json::json!({"format_version": plan::FORMAT_VERSION, "plan": plan, "result": report});
+        let mut out = serde_json::json!({"format_version": plan::FORMAT_VERSION, "plan": plan, "result": report, "domains": domain_outcomes});
         if let Some(v) = &verified {
             out["verify"] = serde_json::to_value(v)?;
         }
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
-        if failed.is_empty() {
+        if failed.is_empty() && domain_failed.is_empty() {
             println!(
                 "\nApply complete! Resources: {} added, {} changed, {} destroyed.",
                 s.add, s.change, s.destroy
             );
-        } else {
+        } else if domain_failed.is_empty() {
             println!(
                 "\nApply incomplete: {} station(s) failed (see errors above; run apply again to finish). Resources: {} added, {} changed, {} destroyed.",
+                failed.len(),
+                s.add,
+                s.change,
+                s.destroy
+            );
+        } else {
+            println!(
+                "\nApply incomplete: {} station(s) and the custom domain failed (see errors above; run apply again to finish). Resources: {} added, {} changed, {} destroyed.",
                 failed.len(),
                 s.add,
                 s.change,
@@ -259,10 +313,54 @@ async fn execute(
     }
     let verify_ok = verified.as_ref().is_none_or(|v| v.passed());
     Ok(
-        if failed.is_empty() && plan.problems.is_empty() && verify_ok {
+        if failed.is_empty() && domain_failed.is_empty() && plan.problems.is_empty() && verify_ok {
             Exit::Success
         } else {
             Exit::Failure
         },
     )
+}
+
+/// Write `<certificates.dir>/endpoint.json`: the host stations should connect to (the custom
+/// domain when configured, else the ATS endpoint). No call when the file already holds this
+/// account's ATS endpoint and no domain is configured.
+async fn write_endpoint(g: &Globals, cloud: &AwsCloud, plan: &Plan, fleet: &Fleet) -> Result<()> {
+    use crate::cloud::Cloud;
+    use crate::domain::endpoint;
+    let dir = &fleet.certificates_dir;
+    let ats = match &plan.ats_endpoint {
+        Some(a) => a.clone(),
+        None => {
+            let current = endpoint::read(dir);
+            if plan.custom_domain.is_none()
+                && current.as_ref().is_some_and(|f| {
+                    f.account_id == plan.account_id && f.region == plan.region && f.source == "ats"
+                })
+            {
+                return Ok(());
+            }
+            cloud
+                .describe_endpoint(crate::domain::DATA_ATS)
+                .await
+                .context("cannot look up the fleet's MQTT endpoint (DescribeEndpoint iot:Data-ATS) for the endpoint file")?
+        }
+    };
+    let file = endpoint::EndpointFile::new(
+        &plan.fleet,
+        &plan.account_id,
+        &plan.region,
+        plan.custom_domain.as_deref(),
+        &ats,
+    );
+    let written = endpoint::write(dir, &file)
+        .with_context(|| format!("cannot write {}", endpoint::path(dir).display()))?;
+    if written && !g.quiet {
+        eprintln!(
+            "Stations connect to {}:{} (written to {}).",
+            file.endpoint,
+            file.port,
+            endpoint::path(dir).display()
+        );
+    }
+    Ok(())
 }

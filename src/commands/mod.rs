@@ -209,14 +209,30 @@ pub async fn make_plan<C: Cloud>(
     }
     tracing::info!(account = %account.account_id, "reading the account");
     let bar = progress(g, desired.identities.len() as u64, "reading");
-    let observed = observed::observe(cloud, &desired, read.parallelism, read.prune, &|| bar.inc())
-        .await
-        .with_context(|| format!("cannot read the state of fleet {} from AWS", fleet.name))?;
+    let mut observed =
+        observed::observe(cloud, &desired, read.parallelism, read.prune, &|| bar.inc())
+            .await
+            .with_context(|| format!("cannot read the state of fleet {} from AWS", fleet.name))?;
     bar.finish();
-    let mut observed = observed;
     if !read.targets.is_empty() {
         // Other stations are out of scope, not removed.
         observed.orphans.clear();
+    } else {
+        // The custom domain is in scope of whole-fleet plans only.
+        observed.domain = crate::domain::observe(cloud, &fleet.name, fleet.domain.as_ref(), read.prune)
+            .await
+            .with_context(|| match &fleet.domain {
+                Some(d) => format!(
+                    "cannot read the state of custom domain {} (ACM certificate, Route 53 zone {}, IoT domain configuration {}) from AWS",
+                    d.name,
+                    match &d.zone {
+                        config::ZoneRef::Name(n) => n,
+                        config::ZoneRef::Id(i) => i,
+                    },
+                    d.configuration
+                ),
+                None => format!("cannot look for custom domains fleet {} set up earlier (ACM certificates tagged provision_fleet)", fleet.name),
+            })?;
     }
     tracing::info!("read {} identities; diffing", desired.identities.len());
     let mut plan = crate::plan::diff(

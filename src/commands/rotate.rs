@@ -58,6 +58,7 @@ pub fn run(g: &Globals, opts: &RotateOptions) -> Result<Exit> {
             unchanged: Vec::new(),
             problems: Vec::new(),
             not_pruned: Vec::new(),
+            domains: Vec::new(),
             ..current
         };
         let exit = match &opts.apply.verify {

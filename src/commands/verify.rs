@@ -125,10 +125,10 @@ pub fn select(desired: &Desired, asked: &[String], g: &Globals) -> Result<Vec<St
     Ok(out)
 }
 
-/// Hook for custom MQTT domains (issue 3): the domain devices should connect to when the fleet
-/// file configures one. Until that exists, devices use the account's ATS endpoint.
-pub fn custom_domain(_fleet: &Fleet) -> Option<String> {
-    None
+/// The custom MQTT domain devices should connect to, when the fleet file configures one
+/// (`domain.name`); otherwise devices use the account's ATS endpoint.
+pub fn custom_domain(fleet: &Fleet) -> Option<String> {
+    fleet.domain.as_ref().map(|d| d.name.clone())
 }
 
 /// Parse `HOST:PORT:ADDRESS` (ADDRESS may be an IPv6 address, bracketed or not).

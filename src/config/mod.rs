@@ -1,6 +1,7 @@
 //! The fleet file (`stations.yaml`): parsing with locations, and offline validation of every rule AWS would enforce.
 
 mod diagnostic;
+pub mod domain;
 pub mod names;
 
 use std::collections::{BTreeMap, HashMap};
@@ -12,6 +13,7 @@ use serde_saphyr::Spanned;
 use crate::keygen::{KeyAlgorithm, KeyMethod};
 
 pub use diagnostic::{Diagnostic, Diagnostics, Location};
+pub use domain::{DomainSpec, ZoneRef};
 
 /// Thing attribute that marks a thing as owned by a fleet; its value is the fleet name.
 pub const OWNER_ATTRIBUTE: &str = "provision_fleet";
@@ -51,6 +53,8 @@ pub struct Fleet {
     pub platform: Identity,
     pub stations: Vec<Identity>,
     pub limits: Limits,
+    /// The custom MQTT domain (`domain:`), if configured.
+    pub domain: Option<DomainSpec>,
 }
 
 /// Client-side rate limits (`limits:`); flags override them.
@@ -151,6 +155,8 @@ struct RawFleet {
     stations: Vec<RawIdentity>,
     #[serde(default)]
     limits: Option<RawLimits>,
+    #[serde(default)]
+    domain: Option<domain::RawDomain>,
 }
 
 /// API rate limits: AWS's default quotas unless the account has raised ones.
@@ -465,6 +471,11 @@ pub fn parse(path: &Path, text: &str) -> Result<Fleet, Diagnostics> {
         topics.push((name.clone(), sourced(template)));
     }
 
+    let domain = raw
+        .domain
+        .as_ref()
+        .and_then(|r| domain::validate(r, &raw.fleet.value, &d, &mut diags));
+
     // identities
     let fleet_ok = names::check_fleet_name(&raw.fleet.value).is_ok();
     let mut seen: HashMap<String, Option<Location>> = HashMap::new();
@@ -587,6 +598,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Fleet, Diagnostics> {
         platform,
         stations,
         limits,
+        domain,
     })
 }
 

@@ -1,5 +1,6 @@
 //! The plan: a pure, synchronous diff of desired against observed state, as plain data that apply executes.
 
+pub mod domain;
 mod render;
 
 use std::collections::BTreeMap;
@@ -13,6 +14,7 @@ use crate::keygen::KeyMethod;
 use crate::observed::{Observed, ObservedCert, ObservedIdentity, OrphanDetails, ThingState};
 use crate::policy;
 
+pub use domain::{AcmRef, DomainAction, DomainPlan};
 pub use render::render_text;
 
 /// Version of the JSON plan format (see docs/plan-format.md).
@@ -34,6 +36,16 @@ pub struct Plan {
     /// Owned things no longer in the file, left alone because `--prune` was not given.
     #[serde(default)]
     pub not_pruned: Vec<String>,
+    /// The custom domain's steps (and, with `--prune`, those of domains no longer in the file).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub domains: Vec<DomainPlan>,
+    /// The custom domain stations should connect to, when the file configures one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub custom_domain: Option<String>,
+    /// The account's `iot:Data-ATS` endpoint, when the plan read it (a domain is configured or
+    /// `--prune`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ats_endpoint: Option<String>,
     pub summary: Summary,
     /// The options the plan was made with; a saved plan is applied with the same.
     #[serde(default)]
@@ -250,11 +262,12 @@ impl Summary {
 
 impl Plan {
     pub fn has_changes(&self) -> bool {
-        !self.changes.is_empty()
+        !self.changes.is_empty() || self.domains.iter().any(|d| !d.actions.is_empty())
     }
 
     pub fn action_count(&self) -> usize {
-        self.changes.iter().map(|c| c.actions.len()).sum()
+        self.changes.iter().map(|c| c.actions.len()).sum::<usize>()
+            + self.domains.iter().map(|d| d.actions.len()).sum::<usize>()
     }
 }
 
@@ -307,7 +320,15 @@ pub fn diff(desired: &Desired, observed: &Observed, opts: DiffOptions) -> Plan {
             _ => not_pruned.push(orphan.name.clone()),
         }
     }
-    let summary = Summary::of(&changes);
+    let (domains, domain_problems) = domain::diff_domain(
+        &desired.fleet,
+        desired.domain.as_ref(),
+        observed.domain.as_ref(),
+        opts.prune,
+    );
+    problems.extend(domain_problems);
+    let mut summary = Summary::of(&changes);
+    summary.add_domains(&domains);
     Plan {
         format_version: FORMAT_VERSION,
         fleet: desired.fleet.clone(),
@@ -317,6 +338,9 @@ pub fn diff(desired: &Desired, observed: &Observed, opts: DiffOptions) -> Plan {
         unchanged,
         problems,
         not_pruned,
+        domains,
+        custom_domain: desired.domain.as_ref().map(|d| d.name.clone()),
+        ats_endpoint: observed.domain.as_ref().map(|d| d.ats_endpoint.clone()),
         summary,
         scope: Scope {
             targets: Vec::new(),

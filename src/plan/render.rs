@@ -78,6 +78,12 @@ pub fn render_text(plan: &Plan, color: bool) -> String {
             plan.fleet,
             plan.unchanged.len()
         );
+        if let Some(d) = &plan.custom_domain {
+            let _ = writeln!(
+                out,
+                "Custom domain {d} is in place (certificate ISSUED, domain configuration ENABLED, CNAME to the ATS endpoint)."
+            );
+        }
         not_pruned(&mut out);
         return out;
     }
@@ -106,16 +112,30 @@ pub fn render_text(plan: &Plan, color: bool) -> String {
                 render_action(&mut out, a, &st);
             }
         }
+        for dp in &plan.domains {
+            super::domain::render_domain(
+                &mut out,
+                dp,
+                |e| match e {
+                    super::domain::DomainEffect::One(Effect::Add) => ("+", &st.add),
+                    super::domain::DomainEffect::One(Effect::Change) => ("~", &st.change),
+                    super::domain::DomainEffect::One(Effect::Destroy) => ("-", &st.destroy),
+                    super::domain::DomainEffect::One(Effect::Local) => (">", &st.change),
+                    super::domain::DomainEffect::Replace => ("-/+", &st.destroy),
+                },
+                &st.bold,
+            );
+        }
         let _ = writeln!(out);
     }
     for p in &plan.problems {
-        let _ = writeln!(
-            out,
-            "{} station {}: {}",
-            st.error.apply_to("Error:"),
-            p.id,
-            p.message
-        );
+        // Domain problems carry "domain NAME" as their id; the others are station ids.
+        let what = if p.id.starts_with("domain ") {
+            p.id.clone()
+        } else {
+            format!("station {}", p.id)
+        };
+        let _ = writeln!(out, "{} {what}: {}", st.error.apply_to("Error:"), p.message);
     }
     if !plan.problems.is_empty() {
         let _ = writeln!(out);

@@ -37,6 +37,7 @@ fn desired(root: &Path) -> Desired {
         warnings: Vec::new(),
         key_method: Default::default(),
         certificates_dir: root.to_path_buf(),
+        domain: None,
     }
 }
 

@@ -47,6 +47,7 @@ impl Sandbox {
         Self::start_with(&["--broker"])
     }
 
+    /// With extra `scripts/sandbox.py` arguments (for example `--acm-validation-wait 5`).
     pub fn start_with(extra: &[&str]) -> Self {
         let state = tempfile::tempdir().unwrap();
         let mut child = Command::new(sandbox_python())
@@ -117,6 +118,11 @@ impl Sandbox {
         self.http("POST", "/_sandbox/requests/reset");
     }
 
+    /// Forget the request log only (the account stays).
+    pub fn reset_requests(&self) {
+        self.http("POST", "/_sandbox/requests/reset");
+    }
+
     /// How many AWS API requests reached the sandbox.
     pub fn request_count(&self) -> u64 {
         let v: serde_json::Value =
@@ -138,6 +144,47 @@ impl Sandbox {
     }
 }
 
+impl Sandbox {
+    fn sdk_config(&self) -> aws_config::SdkConfig {
+        aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(REGION))
+            .endpoint_url(&self.url)
+            .credentials_provider(aws_sdk_iot::config::SharedCredentialsProvider::new(
+                aws_sdk_iot::config::Credentials::new("testing", "testing", None, None, "test"),
+            ))
+            .build()
+    }
+
+    /// An ACM client, for out-of-band changes and checks.
+    pub async fn acm(&self) -> aws_sdk_acm::Client {
+        aws_sdk_acm::Client::new(&self.sdk_config())
+    }
+
+    /// A Route 53 client, for out-of-band changes and checks.
+    pub async fn route53(&self) -> aws_sdk_route53::Client {
+        aws_sdk_route53::Client::new(&self.sdk_config())
+    }
+
+    /// Create a public hosted zone, as the operator has it before provision runs; returns its id.
+    pub async fn create_zone(&self, name: &str) -> String {
+        let out = self
+            .route53()
+            .await
+            .create_hosted_zone()
+            .name(name)
+            .caller_reference(format!("test-{name}"))
+            .send()
+            .await
+            .unwrap();
+        out.hosted_zone()
+            .unwrap()
+            .id()
+            .trim_start_matches("/hostedzone/")
+            .to_string()
+    }
+}
+
 impl Drop for Sandbox {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -151,7 +198,29 @@ pub struct Fleet {
 }
 
 impl Fleet {
+    /// The example fleet without its `domain:` section (the stations' tests need no ACM wait).
     pub fn example() -> Self {
+        let f = Self::example_with_domain();
+        let mut out = String::new();
+        let mut skipping = false;
+        for line in f.read().lines() {
+            if line.starts_with("domain:") {
+                skipping = true;
+                continue;
+            }
+            if skipping && (line.starts_with(' ') || line.trim().is_empty()) {
+                continue;
+            }
+            skipping = false;
+            out.push_str(line);
+            out.push('\n');
+        }
+        f.write(&out);
+        f
+    }
+
+    /// The example fleet as in the repository, with its custom domain.
+    pub fn example_with_domain() -> Self {
         let dir = tempfile::tempdir().unwrap();
         std::fs::copy(
             repo().join("stations.yaml"),
