@@ -10,7 +10,7 @@ Prints, for N new stations:
   4. throttling answers seen and failed stations.
 
 The floor of a run is the largest, over all APIs, of (successful calls to that API / its rate).
-Run: scripts/bench [--stations 200] [--quota-scale 0.5] [--latency-ms 60]
+Run: scripts/bench [--stations 200] [--quota-scale 0.75] [--latency-ms 60]
 """
 
 from __future__ import annotations
@@ -149,7 +149,7 @@ def baseline(sb: Sandbox, n: int) -> tuple[float, float, int]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--stations", type=int, default=200)
-    ap.add_argument("--quota-scale", type=float, default=0.5)
+    ap.add_argument("--quota-scale", type=float, default=0.75)
     ap.add_argument("--latency-ms", type=float, default=60.0)
     ap.add_argument("--binary", default=None, help="provision binary (default: the debug build)")
     ap.add_argument("--skip-baseline", action="store_true")
