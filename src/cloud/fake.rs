@@ -139,6 +139,24 @@ impl FakeCloud {
         }
     }
 
+    /// Record a newly issued certificate, INACTIVE, as AWS does with setAsActive=false.
+    fn register_inactive(&self, api: &'static str, pem: &str) -> Result<(String, String)> {
+        let id = crate::certstore::fingerprint_pem(pem).expect("rcgen writes PEM");
+        let arn = format!("arn:aws-cn:iot:{REGION}:{ACCOUNT}:cert/{id}");
+        self.with(api, |s| {
+            s.certificates.insert(
+                id.clone(),
+                Certificate {
+                    id: id.clone(),
+                    arn: arn.clone(),
+                    status: CertStatus::Inactive,
+                },
+            );
+            Ok(())
+        })?;
+        Ok((id, arn))
+    }
+
     pub fn calls(&self) -> Vec<String> {
         self.state.lock().unwrap().calls.clone()
     }
@@ -377,19 +395,7 @@ impl Cloud for FakeCloud {
                 message: e.to_string(),
             })?
             .pem();
-        let id = crate::certstore::fingerprint_pem(&pem).expect("rcgen writes PEM");
-        let arn = format!("arn:aws-cn:iot:{REGION}:{ACCOUNT}:cert/{id}");
-        self.with("CreateKeysAndCertificate", |s| {
-            s.certificates.insert(
-                id.clone(),
-                Certificate {
-                    id: id.clone(),
-                    arn: arn.clone(),
-                    status: CertStatus::Inactive,
-                },
-            );
-            Ok(())
-        })?;
+        let (id, arn) = self.register_inactive("CreateKeysAndCertificate", &pem)?;
         Ok(NewCertificate {
             id,
             arn,
@@ -412,19 +418,7 @@ impl Cloud for FakeCloud {
             ca_key,
         );
         let pem = params.signed_by(&issuer).map_err(fail)?.pem();
-        let id = crate::certstore::fingerprint_pem(&pem).expect("rcgen writes PEM");
-        let arn = format!("arn:aws-cn:iot:{REGION}:{ACCOUNT}:cert/{id}");
-        self.with("CreateCertificateFromCsr", |s| {
-            s.certificates.insert(
-                id.clone(),
-                Certificate {
-                    id: id.clone(),
-                    arn: arn.clone(),
-                    status: CertStatus::Inactive,
-                },
-            );
-            Ok(())
-        })?;
+        let (id, arn) = self.register_inactive("CreateCertificateFromCsr", &pem)?;
         Ok(IssuedCertificate {
             id,
             arn,
